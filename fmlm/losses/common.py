@@ -1,0 +1,115 @@
+"""What every stage loss shares: the batch, the loss output, the decoder branch,
+the guidance-scale draw and the masked mean-squared error.
+
+Decoder branch (METHOD.md section 3): with probability ``decoder_prob`` a
+training step is a decoder step: per token ``a = sigmoid(N(0.8, 0.8))``,
+``z_dec = a * x0 + (1 - a) * 5.0 * eps``, the network runs at t = 1 in decoder
+mode and its token logits are trained with cross-entropy against the ids.
+
+Guidance scale (section 5): ``w = (1 + w_min) * ((1 + w_max)/(1 + w_min))^U - 1``,
+``U ~ U(0, 1)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fmlm.config import require
+
+
+@dataclass
+class Batch:
+    """Packed token rows and their whitened encoder latents (one micro-batch)."""
+
+    ids: Tensor  # (B, L) int64
+    x0: Tensor  # (B, L, d) float
+
+    @property
+    def size(self) -> int:
+        return self.x0.shape[0]
+
+
+@dataclass
+class LossOutput:
+    """The scalar to back-propagate and detached numbers to log."""
+
+    loss: Tensor
+    metrics: dict[str, float]
+
+
+class StageLoss(Protocol):
+    """One training stage: same call for the teacher, fixed-point and flow-map losses."""
+
+    decoder_prob: float
+
+    def __call__(self, model: nn.Module, batch: Batch, generator: torch.Generator, decoder_step: bool) -> LossOutput: ...
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """Decoder-branch settings (METHOD.md section 3)."""
+
+    prob: float = 0.2
+    noise_scale: float = 5.0
+    p_mean: float = 0.8
+    p_std: float = 0.8
+
+    def __post_init__(self) -> None:
+        require(0.0 <= self.prob <= 1.0, "decoder.prob", f"must lie in [0, 1], got {self.prob}")
+        require(self.noise_scale > 0, "decoder.noise_scale", "must be > 0")
+        require(self.p_std > 0, "decoder.p_std", "must be > 0")
+
+
+@dataclass(frozen=True)
+class GuidanceConfig:
+    """Range of the log-uniform self-conditioning guidance scale w (METHOD.md section 5)."""
+
+    w_min: float = 0.5
+    w_max: float = 5.0
+
+    def __post_init__(self) -> None:
+        require(self.w_min > 0, "guidance.w_min", f"must be > 0, got {self.w_min}")
+        require(self.w_max >= self.w_min, "guidance.w_max", "must be >= w_min")
+
+
+def sample_guidance(batch: int, cfg: GuidanceConfig, generator: torch.Generator, device, dtype) -> Tensor:
+    """Per-row ``w = (1 + w_min) * ((1 + w_max)/(1 + w_min))^U - 1``."""
+    u = torch.rand(batch, generator=generator, device=device, dtype=dtype)
+    return (1 + cfg.w_min) * ((1 + cfg.w_max) / (1 + cfg.w_min)) ** u - 1
+
+
+def masked_mse(pred: Tensor, target: Tensor, rows: Tensor | None = None) -> Tensor:
+    """Mean over tokens of the per-token mean squared error, over the selected ``rows`` (bool (B,))."""
+    per_token = (pred.float() - target.float()).pow(2).mean(dim=-1)
+    if rows is None:
+        return per_token.mean()
+    if not bool(rows.any()):
+        return per_token.sum() * 0.0
+    return per_token[rows].mean()
+
+
+def decoder_loss(
+    model: nn.Module,
+    batch: Batch,
+    cfg: DecoderConfig,
+    generator: torch.Generator,
+    *,
+    w: Tensor | None = None,
+) -> LossOutput:
+    """Token cross-entropy of the decoder head on ``z_dec = a x0 + (1 - a) 5 eps`` at t = 1."""
+    x0 = batch.x0
+    b, length, _ = x0.shape
+    a = torch.sigmoid(torch.randn(b, length, 1, generator=generator, device=x0.device, dtype=x0.dtype) * cfg.p_std + cfg.p_mean)
+    eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    z_dec = a * x0 + (1 - a) * cfg.noise_scale * eps
+    ones = torch.ones(b, device=x0.device, dtype=x0.dtype)
+    logits = model(z_dec, ones, w=w, decode=True)
+    ce = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch.ids.reshape(-1))
+    with torch.no_grad():
+        acc = (logits.argmax(-1) == batch.ids).float().mean()
+    return LossOutput(ce, {"ce": float(ce.detach()), "token_acc": float(acc)})

@@ -1,0 +1,177 @@
+"""The ELF denoiser: a bidirectional transformer over [prefix banks, text latents].
+
+Forward pass (METHOD.md section 4; t = 0 pure noise, t = 1 clean data):
+    x      = W_up (W_down (W_sc [z, sc] + b_sc)) + b_up     text tokens (B, L, width);
+                                                          without self-conditioning W_sc is absent
+    prefix = [time(t | s), guidance(w), phase(tau), mode]  in this order; absent banks are skipped;
+                                                          mode = learned tokens if decode else zeros
+    h      = blocks([prefix, x])                          rotary on text positions 0..L-1 only
+    xhat   = W_out rms_norm(h_text) + b_out               x-prediction (B, L, latent_dim)
+    logits = gelu(h_text W_p + b_p) W_u + b_u             decoder mode (B, L, vocab_size)
+The time bank's first half embeds the target time t, its second half the source
+time s; s = t (the default) is exactly the one-time denoiser D(z_t, t). The
+x-prediction head and the decoder head read the same last hidden state; the
+decoder head reads it before the final RMSNorm (as in the paper's reference).
+Weights under ``blocks.`` are the transformer's hidden matrices (the trainer gives
+their 2-D weights to Muon).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fmlm.nn.config import DenoiserConfig
+from fmlm.nn.embedding import TOKEN_INIT_STD, PrefixBank
+from fmlm.nn.layers import Block, RMSNorm, xavier_linear
+from fmlm.nn.rotary import prefixed_tables, rotary_tables
+
+DEFAULT_GUIDANCE = 1.0  # w = 1: the guided target equals the plain one (1 - 1/w = 0), i.e. no guidance
+
+
+class Denoiser(nn.Module):
+    """``D(z, t; s, sc, w, tau)``: x-prediction, or token logits in decoder mode."""
+
+    def __init__(self, config: DenoiserConfig):
+        super().__init__()
+        if not isinstance(config, DenoiserConfig):
+            raise ValueError(f"config: expected a DenoiserConfig, got {type(config).__name__}")
+        self.config = config
+        d, width = config.latent_dim, config.width
+        # Input: [z, sc] (2d) -> d -> bottleneck -> width.
+        self.sc_mix = xavier_linear(2 * d, d) if config.self_conditioning else None
+        self.down = xavier_linear(d, config.bottleneck, bias=False)
+        self.up = xavier_linear(config.bottleneck, width)
+        # Prefix banks, in order: time (t then s), guidance (w), phase (tau), mode.
+        self.time_bank = PrefixBank(config.time_tokens, width, groups=2)
+        self.guidance_bank = PrefixBank(config.guidance_tokens, width) if config.guidance_tokens else None
+        self.phase_bank = PrefixBank(config.phase_tokens, width, zero_init=True) if config.phase_tokens else None
+        if config.mode_tokens:
+            self.mode_tokens = nn.Parameter(torch.randn(config.mode_tokens, width) * TOKEN_INIT_STD)
+        else:
+            self.register_parameter("mode_tokens", None)
+        self.blocks = nn.ModuleList(
+            Block(width, config.heads, config.mlp_hidden) for _ in range(config.depth)
+        )
+        # x-prediction head, zero-initialised: the untrained model predicts xhat = 0.
+        self.out_norm = RMSNorm(width)
+        self.out_proj = nn.Linear(width, d)
+        nn.init.zeros_(self.out_proj.weight)
+        nn.init.zeros_(self.out_proj.bias)
+        # Decoder head: logits = gelu(h W_p + b_p) W_u + b_u.
+        self.decode_proj = xavier_linear(width, d)
+        self.unembed = xavier_linear(d, config.vocab_size)
+        cos, sin = prefixed_tables(*rotary_tables(config.max_len, config.head_dim), config.prefix_len)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        # Refuse non-finite inputs (one host sync per call; switch off for torch.compile).
+        self.check_finite = True
+
+    @property
+    def prefix_len(self) -> int:
+        """Prefix tokens ahead of the text."""
+        return self.config.prefix_len
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        t: Any,
+        *,
+        s: Any = None,
+        sc: torch.Tensor | None = None,
+        w: Any = None,
+        tau: Any = None,
+        decode: bool = False,
+    ) -> torch.Tensor:
+        """x-prediction (B, L, latent_dim), or logits (B, L, vocab_size) when ``decode``.
+
+        z: (B, L, latent_dim), the latent at source time s (= t unless given), L <= max_len.
+        t, s, w, tau: per-row scalars, (B,) tensors (a Python number or 0-d tensor is
+        broadcast). sc: self-conditioning slot like z (None = zeros). w: guidance
+        scale (None = 1, no guidance). tau: phase (None = config.default_phase).
+        """
+        cfg = self.config
+        batch, length = self._check_latent(z)
+        t = _per_row(t, "t", batch, z.device)
+        s = t if s is None else _per_row(s, "s", batch, z.device)
+        checks = {"z": z, "t": t, "s": s}
+        if sc is not None:
+            if self.sc_mix is None:
+                raise ValueError("sc: this model has self_conditioning=False and takes no self-conditioning slot")
+            if not isinstance(sc, torch.Tensor) or sc.shape != z.shape:
+                got = tuple(sc.shape) if isinstance(sc, torch.Tensor) else type(sc).__name__
+                raise ValueError(f"sc: expected shape {tuple(z.shape)} (like z), got {got}")
+            checks["sc"] = sc
+        if w is not None:
+            if self.guidance_bank is None:
+                raise ValueError("w: this model has guidance_tokens=0 and takes no guidance scale")
+            w = checks["w"] = _per_row(w, "w", batch, z.device)
+        if tau is not None:
+            if self.phase_bank is None:
+                raise ValueError("tau: this model has phase_tokens=0 and takes no phase")
+            tau = checks["tau"] = _per_row(tau, "tau", batch, z.device)
+        if self.check_finite:
+            _check_finite(checks)
+
+        x = z
+        if self.sc_mix is not None:
+            x = self.sc_mix(torch.cat([z, torch.zeros_like(z) if sc is None else sc.to(z.dtype)], dim=-1))
+        x = self.up(self.down(x))
+
+        prefix = [self.time_bank(t, s)]
+        if self.guidance_bank is not None:
+            prefix.append(self.guidance_bank(torch.full_like(t, DEFAULT_GUIDANCE) if w is None else w))
+        if self.phase_bank is not None:
+            prefix.append(self.phase_bank(torch.full_like(t, cfg.default_phase) if tau is None else tau))
+        if self.mode_tokens is not None:
+            mode = self.mode_tokens.unsqueeze(0).expand(batch, -1, -1)
+            prefix.append(mode if decode else torch.zeros_like(mode))
+        h = torch.cat(prefix + [x], dim=1)
+
+        n = self.prefix_len + length
+        cos, sin = self.rope_cos[:n], self.rope_sin[:n]
+        for block in self.blocks:
+            h = block(h, cos, sin)
+        h = h[:, self.prefix_len :]
+        if decode:
+            return self.unembed(F.gelu(self.decode_proj(h)))
+        return self.out_proj(self.out_norm(h))
+
+    def _check_latent(self, z: Any) -> tuple[int, int]:
+        """(B, L) of a valid latent batch z, else a ValueError naming z."""
+        cfg = self.config
+        if not isinstance(z, torch.Tensor) or not z.is_floating_point():
+            raise ValueError(f"z: expected a floating-point tensor, got {getattr(z, 'dtype', type(z).__name__)}")
+        if z.dim() != 3:
+            raise ValueError(f"z: expected shape (B, L, {cfg.latent_dim}), got {tuple(z.shape)}")
+        batch, length, dim = z.shape
+        if dim != cfg.latent_dim:
+            raise ValueError(f"z: latent dim {dim} != config.latent_dim {cfg.latent_dim}")
+        if batch == 0 or length == 0:
+            raise ValueError(f"z: empty batch or sequence, shape {tuple(z.shape)}")
+        if length > cfg.max_len:
+            raise ValueError(f"z: sequence length {length} > config.max_len {cfg.max_len}")
+        return batch, length
+
+
+def _per_row(value: Any, name: str, batch: int, device: torch.device) -> torch.Tensor:
+    """``value`` as a float32 (B,) tensor on ``device``; a number or 0-d tensor is broadcast."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, torch.Tensor)):
+        raise ValueError(f"{name}: expected a number or a ({batch},) tensor, got {type(value).__name__}")
+    out = torch.as_tensor(value).to(device=device, dtype=torch.float32)
+    if out.dim() == 0:
+        return out.expand(batch)
+    if out.shape != (batch,):
+        raise ValueError(f"{name}: expected shape ({batch},) (one per row of z), got {tuple(out.shape)}")
+    return out
+
+
+def _check_finite(tensors: dict[str, torch.Tensor]) -> None:
+    """Raise a ValueError naming the first non-finite input (one device sync in all)."""
+    flags = torch.stack([torch.isfinite(x).all() for x in tensors.values()])
+    if not bool(flags.all()):
+        bad = next(name for name, ok in zip(tensors, flags.tolist()) if not ok)
+        raise ValueError(f"{bad}: contains NaN or infinite values")

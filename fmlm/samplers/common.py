@@ -1,0 +1,144 @@
+"""What every sampler shares: its configuration, time grids, per-sample noise
+streams, the final decoder pass and the batched driver.
+
+Reproducibility: every random draw of sample i comes from its own generator
+seeded by (seed, i), so a sample set does not depend on the batch size or on
+how samples are spread over processes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from fmlm.config import require
+from fmlm.math.times import P_MEAN, P_STD, quantile_grid, sorted_draw_grid
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """How to sample: algorithm, steps, guidance, self-conditioning mode and seeds.
+
+    kind: ``euler`` (probability-flow ODE), ``sde`` (Euler with churn), ``flow_map``
+    (``z <- X_{t_k, t_{k+1}}(z)``) or ``ctm`` (CTM gamma-sampling).
+    sc_mode (euler/sde): ``warm`` carries the previous estimate in the slot,
+    ``cold`` runs ``fp_iterations`` fixed-point iterations from a zero slot at
+    every step, ``none`` keeps the slot zero (no-SC teachers and ELF*).
+    """
+
+    kind: Literal["euler", "sde", "flow_map", "ctm"] = "sde"
+    steps: int = 32
+    w: float = 3.0
+    churn: float = 1.5
+    gamma: float = 1.0
+    sc_mode: Literal["warm", "cold", "none"] = "warm"
+    fp_iterations: int = 1
+    fp_solver: Literal["picard", "anderson"] = "picard"
+    grid: Literal["quantile", "sorted"] = "quantile"
+    p_mean: float = P_MEAN
+    p_std: float = P_STD
+    lam: float = 2.0
+    t_eps: float = 0.05
+    seed: int = 0
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        require(self.steps >= 1, "sampler.steps", f"must be >= 1, got {self.steps}")
+        require(self.w > 0, "sampler.w", f"must be > 0, got {self.w}")
+        require(self.churn >= 0, "sampler.churn", f"must be >= 0, got {self.churn}")
+        require(0 <= self.gamma <= 1, "sampler.gamma", f"must lie in [0, 1], got {self.gamma}")
+        require(self.fp_iterations >= 1, "sampler.fp_iterations", f"must be >= 1, got {self.fp_iterations}")
+        require(self.batch_size >= 1, "sampler.batch_size", f"must be >= 1, got {self.batch_size}")
+        require(self.lam > 0, "sampler.lam", "must be > 0")
+
+
+@dataclass
+class SampleSet:
+    """Generated latents, their decoded token ids and the network evaluations per sample."""
+
+    latents: Tensor  # (N, L, d) final latents at t = 1
+    ids: Tensor  # (N, L) argmax of the decoder head
+    nfe: int  # network evaluations per sample, the decoder pass included
+    wall_s: float  # wall time of the whole set
+    indices: list[int]
+
+
+def time_grid(cfg: SamplerConfig) -> Tensor:
+    """``0 = t_0 < ... < t_N = 1`` (float64): the logit-normal quantile grid or sorted draws."""
+    if cfg.grid == "quantile":
+        return quantile_grid(cfg.steps, p_mean=cfg.p_mean, p_std=cfg.p_std, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(int(np.random.SeedSequence([cfg.seed, 1]).generate_state(1)[0]))
+    return sorted_draw_grid(cfg.steps, generator=gen, p_mean=cfg.p_mean, p_std=cfg.p_std, dtype=torch.float64)
+
+
+class NoiseStreams:
+    """One generator per sample index; ``draw()`` returns the next standard normal for every sample."""
+
+    def __init__(self, seed: int, indices: list[int], shape: tuple[int, ...], device, dtype=torch.float32):
+        self.gens = [
+            torch.Generator().manual_seed(int(np.random.SeedSequence([seed, i]).generate_state(1, dtype=np.uint64)[0] >> 1))
+            for i in indices
+        ]
+        self.shape, self.device, self.dtype = shape, device, dtype
+
+    def draw(self) -> Tensor:
+        return torch.stack([torch.randn(self.shape, generator=g) for g in self.gens]).to(self.device, self.dtype)
+
+
+def guidance_of(model: nn.Module, w: float, batch: int, device) -> Tensor | None:
+    """Per-row guidance scale for a model with a guidance bank, None for a model without one."""
+    if model.config.guidance_tokens == 0:
+        return None
+    return torch.full((batch,), float(w), device=device)
+
+
+def decode(model: nn.Module, z: Tensor) -> Tensor:
+    """Token ids from the decoder head at t = 1 (one network evaluation)."""
+    ones = torch.ones(z.shape[0], device=z.device, dtype=z.dtype)
+    return model(z, ones, decode=True).argmax(-1)
+
+
+# A batch sampler maps (model, noise streams, grid) to (final latents, network evaluations per sample).
+BatchSampler = Callable[[nn.Module, NoiseStreams, Tensor], tuple[Tensor, int]]
+
+
+@torch.no_grad()
+def generate(
+    model: nn.Module,
+    sample_batch: BatchSampler,
+    cfg: SamplerConfig,
+    n_samples: int,
+    length: int,
+    *,
+    device: torch.device | str = "cpu",
+    first_index: int = 0,
+    progress: bool = True,
+    desc: str = "sample",
+) -> SampleSet:
+    """Run ``sample_batch`` over samples ``first_index .. first_index + n_samples - 1`` in batches, then decode."""
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    if length < 1 or length > model.config.max_len:
+        raise ValueError(f"length must lie in [1, {model.config.max_len}], got {length}")
+    model.eval()
+    grid = time_grid(cfg)
+    shape = (length, model.config.latent_dim)
+    latents, ids, nfe = [], [], 0
+    start = time.perf_counter()
+    indices = list(range(first_index, first_index + n_samples))
+    bar = tqdm(total=n_samples, desc=desc, unit="sample", disable=not progress, dynamic_ncols=True, leave=False)
+    for lo in range(0, n_samples, cfg.batch_size):
+        chunk = indices[lo : lo + cfg.batch_size]
+        noise = NoiseStreams(cfg.seed, chunk, shape, device)
+        z, nfe = sample_batch(model, noise, grid)
+        latents.append(z.float().cpu())
+        ids.append(decode(model, z).cpu())
+        bar.update(len(chunk))
+    bar.close()
+    return SampleSet(torch.cat(latents), torch.cat(ids), nfe + 1, time.perf_counter() - start, indices)

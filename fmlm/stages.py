@@ -1,0 +1,134 @@
+"""The five trainable stages and how each one is built from the previous one.
+
+=================  ==========================  ==========================  =============
+stage              network                     loss                        starts from
+=================  ==========================  ==========================  =============
+teacher            SC slot + guidance bank     ``TeacherLoss`` (SC)        random init
+teacher-nosc       no slot, no guidance bank   ``TeacherLoss`` (no SC)     random init
+fixed-point        teacher + phase bank        ``FixedPointLoss``          teacher (EMA)
+flow-map           = fixed-point network       ``FlowMapLoss`` (guided)    fixed-point (EMA)
+flow-map-nosc      = teacher-nosc network      ``FlowMapLoss`` (unguided)  teacher-nosc (EMA)
+=================  ==========================  ==========================  =============
+
+Every stage after the first checks its teacher checkpoint (stage, completion,
+architecture, data) before any training starts and refuses a wrong one with a
+one-line ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from fmlm.config import require, to_dict
+from fmlm.data import LatentRows
+from fmlm.losses.fixed_point import FixedPointConfig, FixedPointLoss
+from fmlm.losses.flow_map import FlowMapConfig, FlowMapLoss
+from fmlm.losses.teacher import TeacherConfig, TeacherLoss
+from fmlm.nn import Denoiser, DenoiserConfig, denoiser_config, warm_start
+from fmlm.train import checkpoint as ckpt
+from fmlm.train.distributed import DistInfo
+from fmlm.train.loop import TrainConfig, train
+
+Stage = Literal["teacher", "teacher-nosc", "fixed-point", "flow-map", "flow-map-nosc"]
+STAGES: tuple[str, ...] = ("teacher", "teacher-nosc", "fixed-point", "flow-map", "flow-map-nosc")
+# The stage whose finished checkpoint each distillation stage starts from.
+TEACHER_OF: dict[str, str] = {"fixed-point": "teacher", "flow-map": "fixed-point", "flow-map-nosc": "teacher-nosc"}
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Network size: a preset of ``fmlm.nn`` plus optional overrides (0 = the preset's value)."""
+
+    preset: str = "cpu-small"
+    depth: int = 0
+    width: int = 0
+    heads: int = 0
+    bottleneck: int = 0
+    phase_tokens: int = 4  # added by the fixed-point stage
+
+    def __post_init__(self) -> None:
+        for name in ("depth", "width", "heads", "bottleneck", "phase_tokens"):
+            require(getattr(self, name) >= 0, f"network.{name}", "must be >= 0")
+
+    def denoiser(self, meta: dict[str, Any], self_conditioning: bool) -> DenoiserConfig:
+        """The teacher's network for data with ``meta`` (latent dim, vocabulary, row length)."""
+        overrides = {k: getattr(self, k) for k in ("depth", "width", "heads", "bottleneck") if getattr(self, k)}
+        return denoiser_config(
+            self.preset,
+            latent_dim=int(meta["dim"]),
+            vocab_size=int(meta["vocab_size"]),
+            max_len=int(meta["row_len"]),
+            self_conditioning=self_conditioning,
+            guidance_tokens=4 if self_conditioning else 0,
+            **overrides,
+        )
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """Everything one stage's training needs besides the data and the teacher."""
+
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    fixed_point: FixedPointConfig = field(default_factory=FixedPointConfig)
+    flow_map: FlowMapConfig = field(default_factory=FlowMapConfig)
+
+
+def check_teacher(teacher_dir: Path, stage: str, meta: dict[str, Any]) -> Denoiser:
+    """Load the frozen EMA teacher of ``stage`` after checking stage, completion and data fit."""
+    expected = TEACHER_OF[stage]
+    ckpt.require_stage(teacher_dir, (expected,))
+    cfg = ckpt.read_denoiser_config(teacher_dir)
+    if (cfg.latent_dim, cfg.vocab_size) != (int(meta["dim"]), int(meta["vocab_size"])):
+        raise ValueError(
+            f"teacher {teacher_dir} was trained on latents of dim {cfg.latent_dim} and vocabulary {cfg.vocab_size}; "
+            f"this data has dim {meta['dim']} and vocabulary {meta['vocab_size']}"
+        )
+    if cfg.max_len < int(meta["row_len"]):
+        raise ValueError(f"teacher {teacher_dir} handles rows of {cfg.max_len} tokens; this data has {meta['row_len']}")
+    return ckpt.load_denoiser(teacher_dir, "ema")
+
+
+def build_stage(stage: str, cfg: StageConfig, meta: dict[str, Any], teacher_dir: Path | None):
+    """(student network, loss, teacher config summary) for ``stage``; checks happen here, before training."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; choose one of {list(STAGES)}")
+    if stage in ("teacher", "teacher-nosc"):
+        sc = stage == "teacher"
+        loss_cfg = dataclasses.replace(cfg.teacher, self_conditioning=sc)
+        return Denoiser(cfg.network.denoiser(meta, sc)), TeacherLoss(loss_cfg)
+    if teacher_dir is None:
+        raise ValueError(f"stage {stage!r} needs the checkpoint of a finished {TEACHER_OF[stage]!r} stage")
+    teacher = check_teacher(Path(teacher_dir), stage, meta)
+    if stage == "fixed-point":
+        if not teacher.config.self_conditioning:
+            raise ValueError(f"fixed-point distillation needs a self-conditioned teacher; {teacher_dir} has no slot")
+        student = Denoiser(dataclasses.replace(teacher.config, phase_tokens=cfg.network.phase_tokens or 4))
+        warm_start(student, teacher.state_dict())
+        return student, FixedPointLoss(cfg.fixed_point, teacher)
+    student = Denoiser(teacher.config)
+    warm_start(student, teacher.state_dict())
+    return student, FlowMapLoss(cfg.flow_map, teacher)
+
+
+def run_stage(
+    stage: str,
+    cfg: StageConfig,
+    data_folder: Path,
+    run_dir: Path,
+    dist_info: DistInfo,
+    teacher_dir: Path | None = None,
+) -> Path:
+    """Train ``stage`` into ``run_dir`` (resuming or reusing what is there); returns the checkpoint folder."""
+    rows = LatentRows(data_folder, "train")
+    model, loss = build_stage(stage, cfg, rows.meta, teacher_dir)
+    return train(
+        model, loss, rows, cfg.train, run_dir, dist_info,
+        stage=stage,
+        stage_config={**to_dict(cfg), "teacher_dir": str(teacher_dir) if teacher_dir else None},
+        data_info={"folder": str(data_folder), "rows": len(rows)},
+    )

@@ -1,0 +1,138 @@
+"""Checkpoints: weights in safetensors, configuration and progress in JSON,
+optimiser state as plain tensors.
+
+A checkpoint folder holds::
+
+    model.safetensors   live weights
+    ema.safetensors     EMA weights (what samplers and later stages use)
+    denoiser.json       the network's DenoiserConfig
+    meta.json           stage name, step, total steps, completion flag, stage config
+    optim.pt            optimiser state dicts (loaded with weights_only=True)
+
+Folders are written next to their final place and renamed into it, so an
+interrupted save never leaves a half-written checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from fmlm.config import from_dict, to_dict
+from fmlm.nn.config import DenoiserConfig
+from fmlm.nn.denoiser import Denoiser
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """What a checkpoint is: which stage wrote it, how far it got, and with what settings."""
+
+    stage: str
+    step: int
+    total_steps: int
+    complete: bool
+    stage_config: dict[str, Any]
+    data: dict[str, Any]
+
+
+def _state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+
+
+def save_checkpoint(
+    folder: str | Path,
+    model: nn.Module,
+    ema: nn.Module,
+    optimizers: list[torch.optim.Optimizer],
+    meta: CheckpointMeta,
+) -> Path:
+    """Write a checkpoint atomically to ``folder`` (replacing an older one there)."""
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(_state(model), tmp / "model.safetensors")
+    save_file(_state(ema), tmp / "ema.safetensors")
+    (tmp / "denoiser.json").write_text(json.dumps(to_dict(model.config), indent=2, sort_keys=True))
+    (tmp / "meta.json").write_text(json.dumps(to_dict(meta), indent=2, sort_keys=True))
+    torch.save({"optimizers": [opt.state_dict() for opt in optimizers]}, tmp / "optim.pt")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def read_meta(folder: str | Path) -> CheckpointMeta:
+    """The checkpoint's ``meta.json``; a one-line ValueError if the folder is not a checkpoint."""
+    path = Path(folder) / "meta.json"
+    if not path.is_file():
+        raise ValueError(f"{folder} is not a checkpoint (no meta.json)")
+    return from_dict(CheckpointMeta, json.loads(path.read_text()))
+
+
+def read_denoiser_config(folder: str | Path) -> DenoiserConfig:
+    """The network configuration stored with a checkpoint."""
+    path = Path(folder) / "denoiser.json"
+    if not path.is_file():
+        raise ValueError(f"{folder} is not a checkpoint (no denoiser.json)")
+    return from_dict(DenoiserConfig, json.loads(path.read_text()))
+
+
+def load_weights(module: nn.Module, folder: str | Path, which: str = "ema") -> None:
+    """Load ``which`` ('ema' or 'model') weights into ``module``; any mismatch is a one-line ValueError."""
+    path = Path(folder) / f"{which}.safetensors"
+    if not path.is_file():
+        raise ValueError(f"{folder} has no {which}.safetensors")
+    state = load_file(path)
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint {folder} does not fit this network: "
+            f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+            f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}"
+        )
+    for name, tensor in state.items():
+        if own[name].shape != tensor.shape:
+            raise ValueError(
+                f"checkpoint {folder} does not fit this network: {name} has shape "
+                f"{tuple(tensor.shape)} there and {tuple(own[name].shape)} here"
+            )
+    module.load_state_dict(state)
+
+
+def load_denoiser(folder: str | Path, which: str = "ema", device: str | torch.device = "cpu") -> Denoiser:
+    """Rebuild the network stored in ``folder`` and load its ``which`` weights (frozen, eval mode)."""
+    model = Denoiser(read_denoiser_config(folder))
+    load_weights(model, folder, which)
+    return model.to(device).eval().requires_grad_(False)
+
+
+def load_optimizers(optimizers: list[torch.optim.Optimizer], folder: str | Path) -> None:
+    """Restore optimiser state saved by ``save_checkpoint``."""
+    state = torch.load(Path(folder) / "optim.pt", map_location="cpu", weights_only=True)
+    if len(state["optimizers"]) != len(optimizers):
+        raise ValueError(f"{folder} holds {len(state['optimizers'])} optimiser states, this run has {len(optimizers)}")
+    for opt, sd in zip(optimizers, state["optimizers"]):
+        opt.load_state_dict(sd)
+
+
+def require_stage(folder: str | Path, stages: tuple[str, ...], *, complete: bool = True) -> CheckpointMeta:
+    """Refuse a checkpoint from another stage (or an unfinished one) with a one-line ValueError."""
+    meta = read_meta(folder)
+    if meta.stage not in stages:
+        raise ValueError(f"checkpoint {folder} is from stage {meta.stage!r}; expected one of {list(stages)}")
+    if complete and not meta.complete:
+        raise ValueError(f"checkpoint {folder} ({meta.stage}) is unfinished: step {meta.step} of {meta.total_steps}")
+    return meta

@@ -1,0 +1,236 @@
+"""The stage-agnostic training loop.
+
+It knows nothing about which stage it trains: a stage is a ``StageLoss``
+(``fmlm.losses``) called as ``loss(model, batch, generator, decoder_step)``.
+The loop owns data order, gradient accumulation, DDP, mixed precision,
+clipping, the Muon + AdamW optimisers and their schedule, EMA, metrics,
+checkpoints and resume.
+
+Determinism: step n reads the rows ``perm_e[p G : (p + 1) G]`` of the
+epoch-e permutation (G the global batch); micro-batch j of that step (j runs
+over processes x accumulation steps) draws its noise from a generator seeded
+by (seed, n, j), and whether step n is a decoder step is a function of
+(seed, n). Hence a resumed run repeats the uninterrupted run exactly, and N
+processes give the same averaged gradient as one process accumulating the
+same N micro-batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from fmlm.config import require
+from fmlm.losses.common import Batch, StageLoss
+from fmlm.train import checkpoint as ckpt
+from fmlm.train.distributed import DistInfo, all_reduce_mean, barrier
+from fmlm.train.ema import EMA
+from fmlm.train.optim import OptimConfig, build_optimizers, lr_at, set_lr
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Batch sizes, length of training, precision and checkpointing of one stage."""
+
+    global_batch: int = 512
+    micro_batch: int = 0  # rows per forward per process; 0 = global_batch / world_size
+    epochs: float = 5.0
+    max_steps: int = 0  # > 0: stop after this many optimiser steps
+    log_every: int = 20
+    checkpoint_every: int = 500
+    seed: int = 0
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    device: str = "auto"
+    progress: bool = True
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        require(self.global_batch > 0, "train.global_batch", f"must be > 0, got {self.global_batch}")
+        require(self.micro_batch >= 0, "train.micro_batch", "must be >= 0")
+        require(self.epochs > 0 or self.max_steps > 0, "train.epochs", "epochs or max_steps must be > 0")
+        require(self.max_steps >= 0, "train.max_steps", "must be >= 0")
+        require(self.log_every > 0, "train.log_every", "must be > 0")
+        require(self.checkpoint_every > 0, "train.checkpoint_every", "must be > 0")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Derived step counts of a run."""
+
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+    micro_batch: int
+    accumulation: int
+
+
+def make_schedule(cfg: TrainConfig, n_rows: int, world_size: int) -> Schedule:
+    """Steps per epoch, total and warm-up steps, micro-batch and accumulation for ``n_rows`` rows."""
+    if cfg.global_batch % world_size:
+        raise ValueError(f"train.global_batch={cfg.global_batch} is not divisible by {world_size} processes")
+    per_rank = cfg.global_batch // world_size
+    micro = cfg.micro_batch or per_rank
+    if per_rank % micro:
+        raise ValueError(f"train.micro_batch={micro} does not divide the per-process batch {per_rank}")
+    spe = n_rows // cfg.global_batch
+    if spe == 0:
+        raise ValueError(f"the training split has {n_rows} rows, fewer than train.global_batch={cfg.global_batch}")
+    total = cfg.max_steps if cfg.max_steps > 0 else math.ceil(cfg.epochs * spe)
+    warmup = round(cfg.optim.warmup_epochs * spe)
+    return Schedule(spe, total, warmup, micro, per_rank // micro)
+
+
+def step_rows(step: int, n_rows: int, global_batch: int, seed: int) -> torch.Tensor:
+    """Row indices of optimiser step ``step``: a slice of the epoch's seeded permutation."""
+    spe = n_rows // global_batch
+    epoch, pos = divmod(step, spe)
+    perm = torch.randperm(n_rows, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    return perm[pos * global_batch : (pos + 1) * global_batch]
+
+
+def micro_generator(seed: int, step: int, micro_index: int, device: torch.device) -> torch.Generator:
+    """The noise generator of micro-batch ``micro_index`` of step ``step``."""
+    state = int(np.random.SeedSequence([seed, step, micro_index]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    return torch.Generator(device=device).manual_seed(state)
+
+
+def is_decoder_step(seed: int, step: int, prob: float) -> bool:
+    """Whether step ``step`` trains the decoder branch (same answer on every process)."""
+    return bool(np.random.default_rng([seed, step, 7]).random() < prob)
+
+
+def fetch_batch(rows, indices: torch.Tensor, device: torch.device) -> Batch:
+    """Gather rows ``indices`` of a ``LatentRows`` dataset onto ``device``."""
+    ids, x0 = rows.get_rows(indices.numpy())
+    return Batch(ids=torch.as_tensor(ids, dtype=torch.long).to(device), x0=torch.as_tensor(x0).float().to(device))
+
+
+def _autocast(device: torch.device, precision: str):
+    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    if use_bf16:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _truncate_metrics(path: Path, last_step: int) -> None:
+    """Drop logged lines past ``last_step`` (written after the checkpoint a resume starts from)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= last_step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def train(
+    model: nn.Module,
+    loss_fn: StageLoss,
+    rows,
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    dist_info: DistInfo,
+    *,
+    stage: str,
+    stage_config: dict[str, Any],
+    data_info: dict[str, Any],
+) -> Path:
+    """Train ``model`` with ``loss_fn`` on ``rows``; resume from ``run_dir/checkpoint`` if present.
+
+    Returns the checkpoint folder. A finished checkpoint of the same stage is
+    reused as it is; one of another stage is refused.
+    """
+    run_dir = Path(run_dir)
+    folder = run_dir / "checkpoint"
+    metrics_path = run_dir / "metrics.jsonl"
+    device = dist_info.device
+    sched = make_schedule(cfg, len(rows), dist_info.world_size)
+    model.to(device)
+    optimizers = build_optimizers(model, cfg.optim)
+    ema = EMA(model, cfg.optim.ema_decay, cfg.optim.ema_warmup)
+    start = 0
+    if (folder / "meta.json").exists():
+        meta = ckpt.require_stage(folder, (stage,), complete=False)
+        if meta.complete and meta.step >= sched.total_steps:
+            return folder
+        ckpt.load_weights(model, folder, "model")
+        ckpt.load_weights(ema.module, folder, "ema")
+        ckpt.load_optimizers(optimizers, folder)
+        ema.updates = start = meta.step
+        if dist_info.is_main:
+            _truncate_metrics(metrics_path, start)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    net = model
+    if dist_info.world_size > 1:
+        net = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
+    peak = cfg.optim.peak_lr(cfg.global_batch)
+    tokens_per_step = cfg.global_batch * rows.row_len
+
+    def save(step: int) -> None:
+        if dist_info.is_main:
+            meta = ckpt.CheckpointMeta(stage, step, sched.total_steps, step >= sched.total_steps, stage_config, data_info)
+            ckpt.save_checkpoint(folder, model, ema.module, optimizers, meta)
+        barrier()
+
+    bar = tqdm(
+        total=sched.total_steps, initial=start, desc=f"train {stage}", unit="step",
+        disable=not (cfg.progress and dist_info.is_main), dynamic_ncols=True,
+    )
+    window: dict[str, list[float]] = {}
+    t_window = time.perf_counter()
+    t_start = time.perf_counter()
+    model.train()
+    try:
+        for step in range(start, sched.total_steps):
+            lr = lr_at(step, peak, sched.warmup_steps)
+            set_lr(optimizers, lr)
+            decoder_step = is_decoder_step(cfg.seed, step, loss_fn.decoder_prob)
+            global_rows = step_rows(step, len(rows), cfg.global_batch, cfg.seed)
+            for a in range(sched.accumulation):
+                j = dist_info.rank * sched.accumulation + a
+                batch = fetch_batch(rows, global_rows[j * sched.micro_batch : (j + 1) * sched.micro_batch], device)
+                gen = micro_generator(cfg.seed, step, j, device)
+                last = a == sched.accumulation - 1
+                sync = contextlib.nullcontext() if (last or net is model) else net.no_sync()
+                with sync:
+                    with _autocast(device, cfg.precision):
+                        out = loss_fn(net, batch, gen, decoder_step)
+                    (out.loss / sched.accumulation).backward()
+                for k, v in {"loss": float(out.loss.detach()), **out.metrics}.items():
+                    window.setdefault(k, []).append(v)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            for opt in optimizers:
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            ema.update(model)
+            done = step + 1
+            if done % cfg.log_every == 0 or done == sched.total_steps:
+                now = time.perf_counter()
+                record = {k: float(all_reduce_mean(torch.tensor(np.mean(v), device=device))) for k, v in window.items()}
+                n_logged = len(window["loss"]) // sched.accumulation
+                record.update(
+                    step=done, lr=lr, grad_norm=float(grad_norm), decoder_step=decoder_step,
+                    tokens_per_s=tokens_per_step * n_logged / max(now - t_window, 1e-9),
+                    elapsed_s=now - t_start,
+                )
+                if dist_info.is_main:
+                    with metrics_path.open("a") as f:
+                        f.write(json.dumps(record) + "\n")
+                    bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}")
+                window, t_window = {}, now
+            bar.update(1)
+            if done % cfg.checkpoint_every == 0 or done == sched.total_steps:
+                save(done)
+    finally:
+        bar.close()
+    return folder

@@ -1,0 +1,90 @@
+"""Small file helpers: strict JSON / JSON-lines reading and atomic writes.
+
+Every reader raises a one-line ``ValueError`` that names the file (and line)
+it could not read; every writer goes through a temporary file in the target
+folder and ``os.replace`` so an interrupted report never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+
+def read_json(path: Path) -> Any:
+    """Parse one JSON document; ``ValueError`` naming ``path`` if it is not valid JSON."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read ({err.strerror or err})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: invalid JSON ({err.msg} at line {err.lineno})") from None
+
+
+def read_json_dict(path: Path) -> dict[str, Any]:
+    """Parse a JSON file that must hold an object (dict)."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def read_jsonl(path: Path, *, strict: bool = True) -> tuple[list[tuple[int, dict[str, Any]]], list[int]]:
+    """Parse a JSON-lines file into ``[(line_number, record), ...]`` and the bad line numbers.
+
+    Blank lines are skipped. With ``strict`` a line that is not a JSON object
+    raises ``ValueError`` naming ``path:line``; without it the line number is
+    returned in the second list so the caller can report it (never silently).
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read ({err.strerror or err})") from None
+    records: list[tuple[int, dict[str, Any]]] = []
+    bad: list[int] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            if strict:
+                raise ValueError(f"{path}:{number}: invalid JSON ({err.msg})") from None
+            bad.append(number)
+            continue
+        if not isinstance(record, dict):
+            if strict:
+                raise ValueError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+            bad.append(number)
+            continue
+        records.append((number, record))
+    return records, bad
+
+
+def _atomic(path: Path, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_name)`` on a temporary file beside ``path``, then rename it onto ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return _atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def save_figure_atomic(fig: Any, path: Path) -> Path:
+    """Save a matplotlib ``Figure`` as PNG to ``path`` atomically."""
+    return _atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))

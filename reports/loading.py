@@ -1,0 +1,197 @@
+"""Read a run folder (the files experiments/owt_fmlm_star.py writes) into plain Python and pandas.
+
+Contract of a run folder::
+
+    experiment.json                 free-form config dict ("preset", "name", ...)
+    results.jsonl                   one record per evaluated sample set
+    eval/<id>.jsonl                 per-sample records
+    timing.json                     {"stages": {stage: seconds}, "total_s": seconds}
+    fixed_point.json                (optional) {"teacher_first_iterate_dist", "student_dist", "n_rows", ...}
+    stages/<stage>/metrics.jsonl    training curves {"step", "loss", ...}
+
+A folder is a run folder when it holds ``experiment.json`` or ``results.jsonl``;
+every other piece may be missing (the report says so).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from reports.files import read_json_dict, read_jsonl
+
+MODEL_LABELS = {
+    "teacher": "ELF",
+    "teacher-nosc": "ELF (no SC)",
+    "fixed-point": "ELF*",
+    "flow-map": "FMLM*",
+    "flow-map-nosc": "FMLM",
+    "untrained": "untrained network",
+    "reference": "held-out real text",
+}
+"""Model name -> the label the paper uses (one name per model)."""
+
+FEW_STEP_MODELS = ("flow-map-nosc", "flow-map")
+"""Models whose headline table rows are the step counts 1, 2, 4."""
+
+STAGE_ORDER = ("teacher", "teacher-nosc", "fixed-point", "flow-map", "flow-map-nosc")
+"""Training order of the known stages (other stage folders follow alphabetically)."""
+
+SETTING_KEYS = ("model", "sampler", "steps", "w", "gamma", "churn", "sc_mode", "fp_iterations", "fp_solver")
+"""Records equal on these keys (and on ``sweep``) but with different seeds are repeats."""
+
+_STR = "str"
+_INT = "int"
+_NUM = "num"
+# key -> (kind, required, nullable)
+_SCHEMA: dict[str, tuple[str, bool, bool]] = {
+    "id": (_STR, True, False),
+    "model": (_STR, True, False),
+    "label": (_STR, False, True),
+    "sampler": (_STR, True, False),
+    "steps": (_INT, True, False),
+    "w": (_NUM, False, True),
+    "gamma": (_NUM, False, True),
+    "churn": (_NUM, False, True),
+    "sc_mode": (_STR, False, True),
+    "fp_iterations": (_INT, False, True),
+    "fp_solver": (_STR, False, True),
+    "seed": (_INT, True, False),
+    "n_samples": (_INT, False, True),
+    "gen_ppl": (_NUM, True, True),
+    "entropy": (_NUM, True, True),
+    "nfe": (_NUM, False, True),
+    "wall_s": (_NUM, False, True),
+    "wall_s_per_sample": (_NUM, False, True),
+    "sweep": (_STR, False, True),
+    "samples_file": (_STR, False, True),
+}
+RESULT_COLUMNS = tuple(_SCHEMA)
+
+
+class RunFolderError(ValueError):
+    """The path given is not a run folder."""
+
+
+def check_run_folder(run_dir: Path | str) -> Path:
+    """Return ``run_dir`` as a ``Path`` or raise ``RunFolderError`` (one line) if it is not a run folder."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise RunFolderError(f"run_dir: {path} is not a directory")
+    if not (path / "experiment.json").is_file() and not (path / "results.jsonl").is_file():
+        raise RunFolderError(f"run_dir: {path} is not a run folder (it has neither experiment.json nor results.jsonl)")
+    return path
+
+
+def _check_value(value: Any, kind: str, nullable: bool, where: str) -> Any:
+    """Validate one field; numbers given as null become NaN so they print as 'nan'."""
+    if value is None:
+        if not nullable:
+            raise ValueError(f"{where}: must not be null")
+        return math.nan if kind == _NUM else None
+    if kind == _STR and isinstance(value, str):
+        return value
+    if kind == _INT and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind == _NUM and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    expected = {"str": "a string", "int": "an integer", "num": "a number"}[kind]
+    raise ValueError(f"{where}: expected {expected}, got {value!r}")
+
+
+def _record_row(record: dict[str, Any], where: str) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for key, (kind, required, nullable) in _SCHEMA.items():
+        if key not in record:
+            if required:
+                raise ValueError(f"{where}: missing key {key!r}")
+            row[key] = math.nan if kind == _NUM else None
+            continue
+        row[key] = _check_value(record[key], kind, nullable, f"{where}: {key}")
+    if row["steps"] < 0:
+        raise ValueError(f"{where}: steps must be >= 0, got {row['steps']}")
+    if row["label"] is None:
+        row["label"] = MODEL_LABELS.get(row["model"], row["model"])
+    for key, value in record.items():
+        if key not in _SCHEMA:
+            row[key] = value
+    return row
+
+
+def load_results(run_dir: Path | str) -> pd.DataFrame:
+    """All records of ``<run_dir>/results.jsonl``, one row each, columns ``RESULT_COLUMNS`` first.
+
+    Optional keys that a record lacks are NaN (numbers) or None; null numbers are
+    NaN; extra keys become extra columns. A folder without ``results.jsonl`` gives
+    an empty frame with the standard columns. A malformed line raises
+    ``ValueError`` naming ``file:line``.
+    """
+    path = check_run_folder(run_dir) / "results.jsonl"
+    if not path.is_file():
+        return pd.DataFrame(columns=list(RESULT_COLUMNS))
+    records, _ = read_jsonl(path, strict=True)
+    rows = [_record_row(record, f"{path}:{number}") for number, record in records]
+    frame = pd.DataFrame(rows, columns=None if rows else list(RESULT_COLUMNS))
+    if rows:
+        extra = [c for c in frame.columns if c not in RESULT_COLUMNS]
+        frame = frame[list(RESULT_COLUMNS) + extra]
+        frame["fp_iterations"] = frame["fp_iterations"].astype("Int64")
+        frame["n_samples"] = frame["n_samples"].astype("Int64")
+    return frame
+
+
+def load_experiment(run_dir: Path | str) -> dict[str, Any] | None:
+    """``experiment.json`` as a dict, or None if the file is absent."""
+    path = Path(run_dir) / "experiment.json"
+    return read_json_dict(path) if path.is_file() else None
+
+
+def load_timing(run_dir: Path | str) -> dict[str, Any] | None:
+    """``timing.json`` checked to hold ``{"stages": {name: seconds}, "total_s": seconds}``; None if absent."""
+    path = Path(run_dir) / "timing.json"
+    if not path.is_file():
+        return None
+    data = read_json_dict(path)
+    stages = data.get("stages")
+    if not isinstance(stages, dict):
+        raise ValueError(f"{path}: 'stages' must be an object of stage -> seconds")
+    for name, seconds in stages.items():
+        _check_value(seconds, _NUM, True, f"{path}: stages.{name}")
+    if "total_s" in data:
+        _check_value(data["total_s"], _NUM, True, f"{path}: total_s")
+    return data
+
+
+def load_fixed_point(run_dir: Path | str) -> dict[str, Any] | None:
+    """``fixed_point.json`` with its two distances checked to be numbers; None if absent."""
+    path = Path(run_dir) / "fixed_point.json"
+    if not path.is_file():
+        return None
+    data = read_json_dict(path)
+    for key in ("teacher_first_iterate_dist", "student_dist"):
+        if key not in data:
+            raise ValueError(f"{path}: missing key {key!r}")
+        data[key] = _check_value(data[key], _NUM, True, f"{path}: {key}")
+    return data
+
+
+def load_stage_metrics(run_dir: Path | str) -> dict[str, tuple[pd.DataFrame, list[int]]]:
+    """``stage -> (metrics frame, unparseable line numbers)`` for every ``stages/<stage>/metrics.jsonl``.
+
+    Stages come in ``STAGE_ORDER``, then alphabetically.
+    Training may still be writing a file, so a bad line does not raise: its
+    number is returned for the report to list.
+    """
+    out: dict[str, tuple[pd.DataFrame, list[int]]] = {}
+    stages_dir = Path(run_dir) / "stages"
+    if not stages_dir.is_dir():
+        return out
+    order = {name: i for i, name in enumerate(STAGE_ORDER)}
+    paths = sorted(stages_dir.glob("*/metrics.jsonl"), key=lambda p: (order.get(p.parent.name, len(order)), p.parent.name))
+    for path in paths:
+        records, bad = read_jsonl(path, strict=False)
+        out[path.parent.name] = (pd.DataFrame([r for _, r in records]), bad)
+    return out

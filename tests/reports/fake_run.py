@@ -1,0 +1,77 @@
+"""Build fake run folders (the contract of experiments/owt_fmlm_star.py) for the report tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+LABELS = {"teacher": "ELF", "teacher-nosc": "ELF (no SC)", "fixed-point": "ELF*", "flow-map": "FMLM*",
+          "flow-map-nosc": "FMLM", "untrained": "untrained network", "reference": "held-out real text"}
+
+
+def record(model: str, steps: int, gen_ppl: float, entropy: float, *, seed: int = 0, sampler: str | None = None,
+           w: float | None = None, gamma: float | None = None, churn: float | None = None,
+           sc_mode: str | None = None, fp_iterations: int | None = None, fp_solver: str | None = None,
+           sweep: str | None = None, nfe: int | None = None, wall_s_per_sample: float = 0.1,
+           n_samples: int = 8) -> dict[str, Any]:
+    """One results.jsonl record with every contract key."""
+    sampler = sampler or {"reference": "data", "flow-map": "ctm", "flow-map-nosc": "ctm"}.get(model, "churn")
+    rid = f"{model}_{sampler}_{steps}_w{w}_g{gamma}_sc{sc_mode}_n{fp_iterations}_{sweep}_s{seed}"
+    return {"id": rid, "model": model, "label": LABELS[model], "sampler": sampler, "steps": steps, "w": w,
+            "gamma": gamma, "churn": churn, "sc_mode": sc_mode, "fp_iterations": fp_iterations,
+            "fp_solver": fp_solver, "seed": seed, "n_samples": n_samples, "gen_ppl": gen_ppl, "entropy": entropy,
+            "nfe": steps + 1 if nfe is None else nfe, "wall_s": wall_s_per_sample * n_samples,
+            "wall_s_per_sample": wall_s_per_sample, "sweep": sweep, "samples_file": f"eval/{rid}.jsonl"}
+
+
+def full_records() -> list[dict[str, Any]]:
+    """A complete run: headline settings, three seeds for FMLM* 1 step, w / gamma / sc sweeps."""
+    recs = [record("flow-map", 1, ppl, ent, seed=s, w=5.0, gamma=1.0)
+            for s, (ppl, ent) in enumerate([(100.0, 5.0), (110.0, 5.2), (120.0, 5.4)])]
+    recs += [record("flow-map", 2, 95.5, 5.3, w=5.0, gamma=0.75), record("flow-map", 4, 80.0, 5.35, w=5.0, gamma=1.0),
+             record("flow-map-nosc", 1, 170.0, 5.1, w=5.0, gamma=1.0),
+             record("flow-map-nosc", 4, 115.0, 5.2, w=5.0, gamma=1.0)]
+    teacher = dict(w=3.0, churn=1.5, sc_mode="warm")
+    recs += [record("teacher", 1, 400.0, 4.9, **teacher), record("teacher", 4, 150.0, 5.2, **teacher),
+             record("teacher", 32, 40.0, 5.3, **teacher),
+             record("fixed-point", 32, 45.0, 5.3, w=3.0, churn=1.5),
+             record("untrained", 32, 3000.0, 7.5, churn=1.5), record("reference", 0, 20.0, 5.6, nfe=0)]
+    recs += [record("flow-map", 1, ppl, ent, w=w, gamma=1.0, sweep="w")
+             for w, ppl, ent in [(1.0, 150.0, 5.5), (3.0, 120.0, 5.3), (5.0, 100.0, 5.0)]]
+    recs += [record("flow-map", 4, ppl, ent, w=5.0, gamma=g, sweep="gamma")
+             for g, ppl, ent in [(0.5, 85.0, 5.3), (1.0, 80.0, 5.35)]]
+    recs += [record("teacher", 32, 60.0, 5.25, w=3.0, churn=1.5, sc_mode="none", sweep="sc")]
+    recs += [record("teacher", 32, 70.0 - 5 * n, 5.3, w=3.0, churn=1.5, sc_mode="cold", fp_iterations=n,
+                    fp_solver="picard", sweep="sc", nfe=32 * n) for n in (8, 1, 4, 2)]
+    return recs
+
+
+def write_run(root: Path, records: list[dict[str, Any]] | None, *, experiment: bool = True, timing: bool = True,
+              fixed_point: dict | None = None, metrics: bool = True, samples: bool = True) -> Path:
+    """Write a run folder under ``root`` and return it."""
+    root.mkdir(parents=True, exist_ok=True)
+    if experiment:
+        (root / "experiment.json").write_text(json.dumps(
+            {"name": "fake-run", "preset": "tiny", "eval": {"evaluator": "smollm2-135m"}}))
+    if records is not None:
+        (root / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        if samples:
+            (root / "eval").mkdir(exist_ok=True)
+            for r in records:
+                rows = [{"index": i, "text": f"sample {i} of {r['id']} " * 3, "n_tokens": 12, "nll_sum": 30.0,
+                         "ppl": r["gen_ppl"], "entropy": r["entropy"]} for i in range(2)]
+                (root / r["samples_file"]).write_text("".join(json.dumps(x) + "\n" for x in rows))
+    if timing:
+        (root / "timing.json").write_text(json.dumps({"stages": {"teacher": 120.0, "fixed-point": 60.0},
+                                                      "total_s": 200.0}))
+    if fixed_point is not None:
+        (root / "fixed_point.json").write_text(json.dumps(fixed_point))
+    if metrics:
+        for stage, scale in (("teacher", 2.0), ("fixed-point", 1.0)):
+            folder = root / "stages" / stage
+            folder.mkdir(parents=True, exist_ok=True)
+            rows = [{"step": s, "loss": scale / (1 + s), "lr": 1e-3, "tokens_per_s": 1e4, "elapsed_s": s}
+                    for s in range(0, 50, 5)]
+            (folder / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
+    return root

@@ -1,0 +1,80 @@
+import json
+
+import pytest
+import torch
+
+from fmlm.losses.common import DecoderConfig
+from fmlm.losses.teacher import TeacherConfig, TeacherLoss
+from fmlm.nn import Denoiser, denoiser_config
+from fmlm.train.distributed import DistInfo
+from fmlm.train.loop import TrainConfig, make_schedule, step_rows, train
+from fmlm.train.optim import OptimConfig
+from fmlm.train import checkpoint as ckpt
+
+from tests.train.rows import MemoryRows
+
+CPU = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+
+
+def _setup(tmp_path, name, max_steps, decoder_prob=0.3):
+    rows = MemoryRows(n=64, length=8, dim=8, vocab=20)
+    torch.manual_seed(0)
+    model = Denoiser(denoiser_config("tiny", latent_dim=8, vocab_size=20, max_len=8))
+    loss = TeacherLoss(TeacherConfig())
+    loss.decoder_prob = decoder_prob
+    cfg = TrainConfig(
+        global_batch=8, micro_batch=4, max_steps=max_steps, log_every=1, checkpoint_every=3,
+        progress=False, optim=OptimConfig(lr=1e-3, warmup_epochs=0.25, ema_decay=0.9, ema_warmup=True),
+    )
+    return model, loss, rows, cfg, tmp_path / name
+
+
+def _losses(run_dir):
+    return [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_schedule_and_row_order():
+    cfg = TrainConfig(global_batch=8, micro_batch=2, epochs=2.0)
+    s = make_schedule(cfg, 70, world_size=2)
+    assert (s.steps_per_epoch, s.total_steps, s.accumulation, s.micro_batch) == (8, 16, 2, 2)
+    rows = step_rows(3, 70, 8, seed=0)
+    assert len(set(rows.tolist())) == 8
+    assert torch.equal(rows, step_rows(3, 70, 8, seed=0))
+    epoch = torch.cat([step_rows(k, 70, 8, seed=0) for k in range(8)])
+    assert len(set(epoch.tolist())) == 64  # no row twice within an epoch
+
+
+def test_resume_reproduces_uninterrupted_losses(tmp_path):
+    model, loss, rows, cfg, full = _setup(tmp_path, "full", 6)
+    train(model, loss, rows, cfg, full, CPU, stage="teacher", stage_config={}, data_info={})
+    # Interrupted run: stop at step 3 (a checkpoint), then continue in a fresh process state.
+    model, loss, rows, cfg3, part = _setup(tmp_path, "part", 3)
+    train(model, loss, rows, cfg3, part, CPU, stage="teacher", stage_config={}, data_info={})
+    model, loss, rows, cfg, _ = _setup(tmp_path, "part", 6)
+    torch.manual_seed(123)  # a different global RNG state must not matter
+    train(model, loss, rows, cfg, part, CPU, stage="teacher", stage_config={}, data_info={})
+    assert _losses(full) == _losses(part)
+    a, b = ckpt.load_denoiser(full / "checkpoint"), ckpt.load_denoiser(part / "checkpoint")
+    for (n, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(p, q), n
+
+
+def test_finished_checkpoint_is_reused_and_other_stage_refused(tmp_path):
+    model, loss, rows, cfg, run = _setup(tmp_path, "run", 2)
+    train(model, loss, rows, cfg, run, CPU, stage="teacher", stage_config={}, data_info={})
+    before = (run / "checkpoint" / "model.safetensors").stat().st_mtime_ns
+    train(model, loss, rows, cfg, run, CPU, stage="teacher", stage_config={}, data_info={})
+    assert (run / "checkpoint" / "model.safetensors").stat().st_mtime_ns == before
+    with pytest.raises(ValueError, match="stage 'teacher'"):
+        train(model, loss, rows, cfg, run, CPU, stage="fixed-point", stage_config={}, data_info={})
+
+
+def test_training_reduces_the_loss(tmp_path):
+    # Decoder steps only, with little decoder noise: cross-entropy starts at ~ln(20) and must fall.
+    model, _, rows, cfg, run = _setup(tmp_path, "run", 30)
+    loss = TeacherLoss(TeacherConfig(decoder=DecoderConfig(prob=1.0, noise_scale=0.1)))
+    cfg = TrainConfig(global_batch=16, max_steps=30, log_every=1, checkpoint_every=30, progress=False,
+                      optim=OptimConfig(lr=3e-3, warmup_epochs=0.0))
+    train(model, loss, rows, cfg, run, CPU, stage="teacher", stage_config={}, data_info={})
+    losses = _losses(run)
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
