@@ -13,7 +13,7 @@ EXIT_BAD_INPUT = 2
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reports", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m reports", description="Turn a run folder into markdown tables and PNG plots.")
     parser.add_argument("run_dir", type=Path, help="run folder written by an experiment script")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: <run>/report)")
     args = parser.parse_args(argv)

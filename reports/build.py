@@ -115,7 +115,8 @@ def _timing_md(timing: dict | None) -> str:
     if "total_s" in timing:
         rows.append({"stage": "total", "seconds": fmt_num(timing["total_s"], 1),
                      "hours": fmt_num(timing["total_s"] / 3600.0, 2)})
-    return pd.DataFrame(rows, columns=["stage", "seconds", "hours"]).to_markdown(index=False, disable_numparse=True) + "\n"
+    frame = pd.DataFrame(rows, columns=["stage", "seconds", "hours"])
+    return frame.to_markdown(index=False, disable_numparse=True) + "\n"
 
 
 def _excerpts(run: Path, summary: pd.DataFrame, notes: list[str]) -> str:

@@ -66,6 +66,16 @@ def read_jsonl(path: Path, *, strict: bool = True) -> tuple[list[tuple[int, dict
     return records, bad
 
 
+_FILE_MODE = 0o666
+"""Mode of a new file before the umask, as ``open(..., "w")`` would create it."""
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path: Path, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_name)`` on a temporary file beside ``path``, then rename it onto ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,6 +83,7 @@ def _atomic(path: Path, write: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, _FILE_MODE & ~_current_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

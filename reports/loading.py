@@ -190,7 +190,8 @@ def load_stage_metrics(run_dir: Path | str) -> dict[str, tuple[pd.DataFrame, lis
     if not stages_dir.is_dir():
         return out
     order = {name: i for i, name in enumerate(STAGE_ORDER)}
-    paths = sorted(stages_dir.glob("*/metrics.jsonl"), key=lambda p: (order.get(p.parent.name, len(order)), p.parent.name))
+    paths = sorted(stages_dir.glob("*/metrics.jsonl"),
+                   key=lambda p: (order.get(p.parent.name, len(order)), p.parent.name))
     for path in paths:
         records, bad = read_jsonl(path, strict=False)
         out[path.parent.name] = (pd.DataFrame([r for _, r in records]), bad)

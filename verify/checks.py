@@ -54,7 +54,7 @@ def tangent_violation(two_time: TwoTime, z: Tensor, s: float, h: float = 1e-4) -
     return max_abs(derivative - (two_time(z, s, s) - z) / (1.0 - s))
 
 
-def banach_violation(iterates: list[Tensor], s_star: Tensor, lipschitz: float, kind: str, floor: float = 1e-9) -> float:
+def banach_violation(iterates: list[Tensor], s_star: Tensor, lipschitz: float, kind: str, floor: float = 1e-6) -> float:
     """Largest ``error_k / bound_k - 1`` over iterations and rows (``<= 0`` when the bound holds).
 
     ``kind = "a_priori"``:     ``bound_k = L^k ||s_0 - s*||``

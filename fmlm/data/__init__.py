@@ -2,7 +2,7 @@
 
 ``corpus`` (sources, split by document) -> ``packing`` (rows ``[bos] + body + [eos]``) ->
 ``encoder`` (frozen Hugging Face encoder) -> ``whitening`` (two scalars mu, sigma) ->
-``prepare`` (cached folder) -> ``dataset`` (rows ``(ids, x0)`` for the trainer, decoding to text).
+``cache`` (``prepare``: the cached folder) -> ``dataset`` (rows ``(ids, x0)`` for the trainer, decoding to text).
 """
 
 from fmlm.data.corpus import (
@@ -15,7 +15,7 @@ from fmlm.data.corpus import (
 from fmlm.data.dataset import LatentRows, TextDecoder, load_meta, tokenizer_for
 from fmlm.data.encoder import FrozenEncoder, special_ids
 from fmlm.data.packing import PackStats, RowPacker, pack_rows
-from fmlm.data.prepare import DataConfig, cache_name, prepare
+from fmlm.data.cache import DataConfig, cache_name, prepare
 from fmlm.data.whitening import RunningMoments, estimate_whitening, unwhiten, whiten
 from fmlm.data.wiki import clean_wiki_markup, wiki_to_paragraphs
 

@@ -1,4 +1,4 @@
-"""Read a prepared folder (``fmlm.data.prepare``): rows for training, meta, and a decoder back to text.
+"""Read a prepared folder (``fmlm.data.cache``): rows for training, meta, and a decoder back to text.
 
 ``LatentRows(folder, split)`` is a torch Dataset over the memory-mapped cache: item ``i`` is
 ``(ids int64 (L,), x0 float32 (L, d))``; ``batch(indices)`` gathers many rows at once (faster than
@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from fmlm.data.prepare import FORMAT_VERSION, META_FILE, SPLITS, TOKENIZER_DIR
+from fmlm.data.cache import FORMAT_VERSION, META_FILE, SPLITS, TOKENIZER_DIR
 
 
 def load_meta(folder: str | Path) -> dict:

@@ -65,6 +65,20 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+def _is_empty(tokenizer) -> bool:
+    """True for a tokenizer that knows only its special tokens (what loading a folder without files gives)."""
+    return len(tokenizer) <= len(set(tokenizer.all_special_ids))
+
+
+def _no_truncation_or_padding(tokenizer) -> None:
+    """Switch off truncation/padding stored in a fast tokenizer's file (sentence-transformers models save
+    truncation at 128 and padding): documents must tokenize whole, without pad tokens."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        backend.no_truncation()
+        backend.no_padding()
+
+
 def special_ids(tokenizer) -> tuple[int, int, int]:
     """(bos, eos, pad) ids of a tokenizer, with the fallbacks of the module docstring."""
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
@@ -88,6 +102,11 @@ class FrozenEncoder:
         self.path = resolve_name(name)
         self.tokenizer_name = tokenizer or name
         self.tokenizer = _from_pretrained(AutoTokenizer, resolve_name(self.tokenizer_name), "tokenizer")
+        if _is_empty(self.tokenizer):
+            raise ValueError(f"tokenizer: {self.tokenizer_name!r} has no vocabulary (no tokenizer files there?)")
+        _no_truncation_or_padding(self.tokenizer)
+        if self.tokenizer_name != name:
+            self._check_same_as_own(AutoTokenizer)
         self.model = _from_pretrained(AutoModel, self.path, "encoder", dtype=TORCH_DTYPES[dtype])
         self.model.eval().requires_grad_(False).to(device)
         self.dtype = dtype
@@ -121,6 +140,22 @@ class FrozenEncoder:
             raise ValueError(
                 f"tokenizer: {self.tokenizer_name!r} pads with id {self.tokenizer.pad_token_id} but encoder "
                 f"{self.name!r} expects {config_pad} (tokenizer and encoder do not match)"
+            )
+
+    def _check_same_as_own(self, auto_tokenizer) -> None:
+        """A separately named tokenizer must equal the encoder's own (same vocabulary and special ids),
+        when the encoder ships one; without one only the checks of ``_check_pair`` apply."""
+        try:
+            own = auto_tokenizer.from_pretrained(self.path, local_files_only=True)
+        except (OSError, ValueError):
+            return
+        if _is_empty(own):  # transformers 5 builds a specials-only tokenizer when the files are absent
+            return
+        mine = (self.tokenizer.get_vocab(), special_ids(self.tokenizer))
+        if (own.get_vocab(), special_ids(own)) != mine:
+            raise ValueError(
+                f"tokenizer: {self.tokenizer_name!r} is not the tokenizer of encoder {self.name!r} "
+                f"(vocabulary or special ids differ; tokenizer and encoder do not match)"
             )
 
     @property

@@ -59,8 +59,10 @@ def write_run(root: Path, records: list[dict[str, Any]] | None, *, experiment: b
         if samples:
             (root / "eval").mkdir(exist_ok=True)
             for r in records:
+                if "samples_file" not in r:
+                    continue
                 rows = [{"index": i, "text": f"sample {i} of {r['id']} " * 3, "n_tokens": 12, "nll_sum": 30.0,
-                         "ppl": r["gen_ppl"], "entropy": r["entropy"]} for i in range(2)]
+                         "ppl": r.get("gen_ppl"), "entropy": r.get("entropy")} for i in range(2)]
                 (root / r["samples_file"]).write_text("".join(json.dumps(x) + "\n" for x in rows))
     if timing:
         (root / "timing.json").write_text(json.dumps({"stages": {"teacher": 120.0, "fixed-point": 60.0},
@@ -75,3 +77,16 @@ def write_run(root: Path, records: list[dict[str, Any]] | None, *, experiment: b
                     for s in range(0, 50, 5)]
             (folder / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
     return root
+
+
+def markdown_rows(text: str) -> list[dict[str, str]]:
+    """Rows of the first markdown table in ``text`` as dicts keyed by the header cells."""
+    lines: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("|"):
+            lines.append(line)
+        elif lines:
+            break
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
+    header, body = cells[0], cells[2:]
+    return [dict(zip(header, row)) for row in body]

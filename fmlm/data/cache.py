@@ -1,4 +1,4 @@
-"""Prepare a cached dataset: text -> packed token rows -> whitened frozen-encoder latents.
+"""Prepare a cached dataset (``prepare``): text -> packed token rows -> whitened frozen-encoder latents.
 
 ``prepare(cfg, cache_dir)`` writes one folder per configuration (its name ends in a hash of the
 config, the format version and a fingerprint of path sources) holding

@@ -1,0 +1,1 @@
+"""Tests of the reports package (run folders -> tables and plots)."""

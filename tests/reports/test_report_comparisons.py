@@ -1,0 +1,81 @@
+"""PASS / FAIL logic of the measured comparisons, on crafted numbers (both outcomes)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from reports.comparisons import (FAIL, NOT_MEASURED, PASS, compare, comparisons_markdown, entropy_close, lower,
+                                 within_factor)
+from reports.loading import load_results
+from reports.summary import summarize
+from tests.reports.fake_run import full_records, record, write_run
+
+FP_GOOD = {"teacher_first_iterate_dist": 0.5, "student_dist": 0.1, "n_rows": 64}
+
+
+def _results(tmp_path, records, fixed_point=FP_GOOD):
+    summary = summarize(load_results(write_run(tmp_path / "run", records)))
+    return {c.check: c for c in compare(summary, fixed_point)}
+
+
+def _replace(records, model, steps, **values):
+    out = []
+    for r in records:
+        if r["model"] == model and r["steps"] == steps and r["sweep"] is None:
+            r = {**r, **values}
+        out.append(r)
+    return out
+
+
+@pytest.mark.parametrize("rule, args, expected", [
+    (lower, (1.0, 2.0), PASS), (lower, (2.0, 2.0), FAIL), (lower, (3.0, 2.0), FAIL),
+    (within_factor, (120.0, 40.0, 3.0), PASS), (within_factor, (120.1, 40.0, 3.0), FAIL),
+    (entropy_close, (5.5, 5.0), PASS), (entropy_close, (5.51, 5.0), FAIL), (entropy_close, (4.49, 5.0), FAIL),
+    (lower, (math.nan, 2.0), f"{FAIL} (non-finite value)"), (lower, (1.0, math.inf), f"{FAIL} (non-finite value)"),
+])
+def test_rules(rule, args, expected):
+    assert rule(*args) == expected
+
+
+def test_everything_passes_on_good_numbers(tmp_path):
+    results = _results(tmp_path, full_records())
+    assert [c.result for c in results.values()] == [PASS] * 8
+    beat1 = results["FMLM* 1 step beats ELF 1 step"]
+    assert "110.00 ± 10.00" in beat1.left and "400.00" in beat1.right
+    assert "32 steps" in results["FMLM* 4 steps within 3x of ELF many steps"].right
+
+
+def test_each_check_fails_on_crafted_numbers(tmp_path):
+    recs = _replace(full_records(), "teacher", 1, gen_ppl=90.0, entropy=4.0)      # teacher 1 step beats FMLM*
+    recs = _replace(recs, "flow-map", 4, gen_ppl=121.0, entropy=6.0)              # > 3 x 40, entropy off
+    recs = _replace(recs, "untrained", 32, gen_ppl=30.0)                          # untrained "beats" ELF
+    results = _results(tmp_path, recs, {"teacher_first_iterate_dist": 0.5, "student_dist": 0.6})
+    for check in ("FMLM* 1 step beats ELF 1 step", "entropy: FMLM* 1 step vs ELF 1 step",
+                  "FMLM* 4 steps within 3x of ELF many steps", "entropy: FMLM* 4 steps vs ELF many steps",
+                  "ELF beats the untrained network", "ELF* one forward is closer to s* than the teacher's F(0)"):
+        assert results[check].result == FAIL, check
+    assert results["FMLM* 1 step beats ELF 4 steps"].result == PASS
+
+
+def test_missing_records_say_not_measured(tmp_path):
+    results = _results(tmp_path, [record("teacher", 32, 40.0, 5.3)], fixed_point=None)
+    assert all(c.result == NOT_MEASURED for c in results.values())
+    assert "FMLM* 1 step: not measured" in results["FMLM* 1 step beats ELF 1 step"].left
+    text = comparisons_markdown(list(results.values()))
+    assert "0 PASS, 0 FAIL, 8 not measured" in text
+
+
+def test_many_step_teacher_needs_enough_steps(tmp_path):
+    recs = [r for r in full_records() if not (r["model"] == "teacher" and r["steps"] == 32)]
+    results = _results(tmp_path, recs)
+    assert results["FMLM* 4 steps within 3x of ELF many steps"].result == NOT_MEASURED
+    assert results["FMLM* 1 step beats ELF 4 steps"].result == PASS
+
+
+def test_several_headline_settings_are_all_checked(tmp_path):
+    recs = full_records() + [record("teacher", 1, 50.0, 5.1, sampler="euler", w=3.0)]
+    summary = summarize(load_results(write_run(tmp_path / "run", recs)))
+    beat1 = [c for c in compare(summary, None) if c.check == "FMLM* 1 step beats ELF 1 step"]
+    assert sorted(c.result for c in beat1) == [FAIL, PASS]

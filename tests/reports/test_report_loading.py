@@ -1,0 +1,86 @@
+"""load_results and the other run-folder readers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from tests.reports.fake_run import full_records, record, write_run
+
+from reports.loading import RESULT_COLUMNS, RunFolderError, load_results, load_stage_metrics
+
+
+def test_load_results_reads_every_record(tmp_path):
+    run = write_run(tmp_path / "run", full_records())
+    frame = load_results(run)
+    assert len(frame) == len(full_records())
+    assert list(frame.columns[: len(RESULT_COLUMNS)]) == list(RESULT_COLUMNS)
+    star = frame[(frame["model"] == "flow-map") & (frame["steps"] == 1) & frame["sweep"].isna()]
+    assert sorted(star["gen_ppl"]) == [100.0, 110.0, 120.0]
+    assert sorted(star["seed"]) == [0, 1, 2]
+
+
+def test_nan_inf_and_null_numbers(tmp_path):
+    recs = [record("teacher", 4, float("nan"), 5.0), record("teacher", 8, float("inf"), 5.0)]
+    recs.append({**record("teacher", 16, 1.0, 5.0), "gen_ppl": None, "entropy": None})
+    run = write_run(tmp_path / "run", recs)
+    frame = load_results(run).set_index("steps")
+    assert math.isnan(frame.loc[4, "gen_ppl"])
+    assert frame.loc[8, "gen_ppl"] == math.inf
+    assert math.isnan(frame.loc[16, "gen_ppl"]) and math.isnan(frame.loc[16, "entropy"])
+
+
+def test_optional_keys_may_be_absent_and_extra_keys_are_kept(tmp_path):
+    minimal = {"id": "a", "model": "teacher", "sampler": "euler", "steps": 4, "seed": 0, "gen_ppl": 9.0,
+               "entropy": 5.0, "note": "extra"}
+    run = write_run(tmp_path / "run", [minimal])
+    frame = load_results(run)
+    assert frame.loc[0, "label"] == "ELF"
+    assert math.isnan(frame.loc[0, "w"])
+    assert frame.loc[0, "note"] == "extra"
+
+
+@pytest.mark.parametrize("key", ["gen_ppl", "steps", "model"])
+def test_missing_required_key_names_line_and_key(tmp_path, key):
+    recs = full_records()[:2]
+    del recs[1][key]
+    run = write_run(tmp_path / "run", recs)
+    with pytest.raises(ValueError, match=rf"results.jsonl:2: missing key '{key}'"):
+        load_results(run)
+
+
+def test_wrong_type_is_rejected(tmp_path):
+    run = write_run(tmp_path / "run", [{**record("teacher", 4, 9.0, 5.0), "steps": "4"}])
+    with pytest.raises(ValueError, match="steps: expected an integer"):
+        load_results(run)
+
+
+def test_malformed_line_names_file_and_line(tmp_path):
+    run = write_run(tmp_path / "run", full_records()[:3])
+    with open(run / "results.jsonl", "a") as handle:
+        handle.write('{"id": "trunc')
+    with pytest.raises(ValueError, match=r"results.jsonl:4: invalid JSON"):
+        load_results(run)
+
+
+def test_not_a_run_folder(tmp_path):
+    with pytest.raises(RunFolderError, match="not a run folder"):
+        load_results(tmp_path)
+    with pytest.raises(RunFolderError, match="not a directory"):
+        load_results(tmp_path / "absent")
+
+
+def test_run_folder_without_results_is_empty(tmp_path):
+    frame = load_results(write_run(tmp_path / "run", None))
+    assert frame.empty and list(frame.columns) == list(RESULT_COLUMNS)
+
+
+def test_stage_metrics_report_bad_lines_in_training_order(tmp_path):
+    run = write_run(tmp_path / "run", None)
+    with open(run / "stages" / "teacher" / "metrics.jsonl", "a") as handle:
+        handle.write(json.dumps({"step": 99, "loss": 0.1}) + "\n{\"step\": 10")
+    metrics = load_stage_metrics(run)
+    assert list(metrics) == ["teacher", "fixed-point"]
+    frame, bad = metrics["teacher"]
+    assert bad == [12] and len(frame) == 11
