@@ -167,10 +167,10 @@ def test_anderson_needs_no_more_evaluations_than_picard(seed, lipschitz, kind):
         F = lambda s: model(z, 0.3, s)  # noqa: E731
         s0 = torch.zeros_like(z)
     tol = 1e-8
-    plain = evaluations_to_tol(picard(F, s0, 400).residual_norms, tol)
-    accel = evaluations_to_tol(anderson(F, s0, 400, m=3).residual_norms, tol)
-    assert plain < 400
-    assert accel <= plain
+    plain, accel = picard(F, s0, 400, tol=tol), anderson(F, s0, 400, m=3, tol=tol)
+    assert converged(plain.residual_norms, tol, window=1) and converged(accel.residual_norms, tol, window=1)
+    assert evaluations_to_tol(accel.residual_norms, tol) == accel.evaluations
+    assert accel.evaluations <= plain.evaluations
 
 
 def test_anderson_reaches_mean_field_fixed_point_faster():
@@ -186,7 +186,7 @@ def test_semigroup_fixed_point_flow_tanh_wrapped_mixture_is_the_exact_flow():
     and agreement with the flow of the exact denoiser it wraps."""
     data, z = gaussian_problem(8, batch=2, length=2)
     model = TanhSelfConditioned(data, 0.7, mixing=orthogonal(2, 8))
-    d_star = FixedPointDenoiser(model, n_iter=40, tol=1e-12)
+    d_star = FixedPointDenoiser(model, n_iter=60, tol=1e-12)
     flow = lambda z, s, t: ode_flow_map(d_star, z, s, t, rtol=1e-9, atol=1e-11)  # noqa: E731
     assert identity_violation(flow, z, 0.3) == 0.0
     assert semigroup_violation(flow, z, 0.1, 0.5, 0.9) < 1e-6
@@ -196,7 +196,7 @@ def test_semigroup_fixed_point_flow_tanh_wrapped_mixture_is_the_exact_flow():
 def test_semigroup_fixed_point_flow_mean_field():
     """The mean-field fixed point is not the exact posterior mean, yet its flow is a valid flow map."""
     _, model, z = markov_problem(WEAK, t=0.1, batch=2, length=3)
-    d_star = FixedPointDenoiser(model, n_iter=30, tol=1e-10)
+    d_star = FixedPointDenoiser(model, n_iter=60, tol=1e-11)
     flow = lambda z, s, t: ode_flow_map(d_star, z, s, t, rtol=1e-8, atol=1e-10)  # noqa: E731
     assert identity_violation(flow, z, 0.2) == 0.0
     assert semigroup_violation(flow, z, 0.1, 0.4, 0.8) < 1e-5

@@ -40,7 +40,8 @@ def test_stage2_cold_start_phase_has_zero_skip():
     assert float(consistency_time(0)) == TAU_E
     assert float(c_skip(consistency_time(0))) == 0.0
     taus = consistency_time(torch.arange(0, 200))
-    assert bool((taus[1:] > taus[:-1]).all()) and abs(float(taus[-1]) - TAU_T) < 1e-12
+    assert bool((taus[1:61] > taus[:60]).all()) and bool((taus[1:] >= taus[:-1]).all())
+    assert abs(float(taus[-1]) - TAU_T) < 1e-12
     skips = c_skip(taus)
     assert bool((skips[1:] >= skips[:-1]).all()) and float(c_skip(TAU_T)) == 1.0
 
@@ -66,7 +67,7 @@ def test_stage2_degenerate_pair_gives_plain_network_output(seed):
 def test_ctm_gamma_zero_is_the_flow_map_step(seed, t, dt):
     data, z = gaussian_problem(seed)
     t_next = t + dt
-    assert float(ctm_target_time(t_next, 0.0)) == t_next
+    assert abs(float(ctm_target_time(t_next, 0.0)) - t_next) < 1e-15
     xhat = data.two_time(z, t, t_next)
     step = ctm_step(z, xhat, t, t_next, 0.0, torch.randn_like(z))
     assert torch.allclose(step, data.flow_map(z, t, t_next), atol=1e-10)

@@ -12,7 +12,7 @@ from fmlm.data.corpus import (
     load_documents,
     split_documents,
 )
-from fmlm.data.dataset import LatentRows, TextDecoder, load_meta, tokenizer_for
+from fmlm.data.dataset import LatentRows, TextDecoder, TokenRows, encoder_for, load_meta, tokenizer_for
 from fmlm.data.encoder import FrozenEncoder, special_ids
 from fmlm.data.packing import PackStats, RowPacker, pack_rows
 from fmlm.data.cache import DataConfig, cache_name, prepare
@@ -29,9 +29,11 @@ __all__ = [
     "RowPacker",
     "RunningMoments",
     "TextDecoder",
+    "TokenRows",
     "cache_name",
     "clean_wiki_markup",
     "embedded_part",
+    "encoder_for",
     "estimate_whitening",
     "load_documents",
     "load_meta",

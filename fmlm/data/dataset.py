@@ -4,6 +4,9 @@
 ``(ids int64 (L,), x0 float32 (L, d))``; ``batch(indices)`` gathers many rows at once (faster than
 collating single items). Arrays open lazily in each process, so DataLoader workers never pickle them.
 
+``TokenRows(folder, split)`` gives ids only (folders prepared without cached latents: paper scale);
+``encoder_for(folder)`` loads the encoder it was prepared with, for encoding on the fly.
+
 ``tokenizer_for(folder)`` returns a ``TextDecoder`` built from the tokenizer saved in the folder.
 ``decode`` skips special tokens: bos/eos/sep/pad mark row structure (row frame, document
 boundaries, padding), not text, so a row decodes to its words only; document boundaries inside a
@@ -83,6 +86,49 @@ class LatentRows(torch.utils.data.Dataset):
             raise IndexError(f"indices out of range for {self._len} rows")
         return (torch.from_numpy(np.asarray(ids[idx], dtype=np.int64)),
                 torch.from_numpy(np.asarray(x0[idx], dtype=np.float32)))
+
+
+class TokenRows(torch.utils.data.Dataset):
+    """Rows of one split as ids only, ``int64 (L,)``: for folders prepared with ``cache_latents=False``,
+    where the trainer computes ``x0 = whiten(encoder.encode(ids), mu, sigma)`` on the fly
+    (``encoder_for`` gives the encoder, ``meta`` mu and sigma)."""
+
+    def __init__(self, folder: str | Path, split: str):
+        if split not in SPLITS:
+            raise ValueError(f"split: {split!r} is not one of {list(SPLITS)}")
+        self.folder = Path(folder)
+        self.split = split
+        self._meta = load_meta(self.folder)
+        self._ids: np.ndarray | None = None
+        self._len = int(self._meta["rows"][split])
+
+    @property
+    def meta(self) -> dict:
+        return self._meta
+
+    def _open(self) -> np.ndarray:
+        if self._ids is None:
+            self._ids = np.load(self.folder / f"ids_{self.split}.npy", mmap_mode="r")
+        return self._ids
+
+    def __getstate__(self) -> dict:
+        return dict(self.__dict__, _ids=None)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if not -self._len <= index < self._len:
+            raise IndexError(f"index {index} out of range for {self._len} rows")
+        return torch.from_numpy(np.asarray(self._open()[index], dtype=np.int64))
+
+
+def encoder_for(folder: str | Path, device: str = "cpu"):
+    """The ``FrozenEncoder`` (name, layer, tokenizer, dtype) a folder was prepared with, on ``device``."""
+    from fmlm.data.encoder import FrozenEncoder
+
+    cfg = load_meta(folder)["config"]
+    return FrozenEncoder(cfg["encoder"], cfg["layer"], cfg["tokenizer"] or None, device, cfg["encoder_dtype"])
 
 
 class TextDecoder:

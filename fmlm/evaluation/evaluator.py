@@ -118,23 +118,31 @@ def load_evaluator(
     source = name
     if path.exists() or name.startswith((".", "/", "~")):
         if not path.is_dir():
-            raise ValueError(f"name: evaluator folder {name!r} does not exist")
+            raise ValueError(f"name: {name!r} is not an existing model folder")
         source = str(path)
     model, tokenizer = _load_pretrained(source, dtype, label=name)
     return _freeze(name, model, tokenizer, device, dtype)
 
 
 def _load_pretrained(source: str, dtype: torch.dtype, label: str):
+    """Tokenizer and model from a folder or the local HF cache, then (hub names only) the network."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    def load(local_only: bool):
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+        return AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=local_only), tokenizer
+
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        try:
+            return load(local_only=True)
+        except OSError:
+            if Path(source).is_dir():
+                raise
+            return load(local_only=False)
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise ValueError(
             f"name: could not load evaluator {label!r} (offline, or not a causal LM?): {_one_line(err)}"
         ) from None
-    return model, tokenizer
 
 
 def embedded_gguf() -> Path:

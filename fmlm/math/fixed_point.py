@@ -42,9 +42,11 @@ class FixedPointResult:
     values: list[Tensor] = field(default_factory=list)  # [F(s_0), ..., F(s_{K-1})] when keep_values=True
 
 
-def _check_common(s0: Tensor, n_iter: int) -> None:
+def _check_common(s0: Tensor, n_iter: int, tol: float | None) -> None:
     if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 0:
         raise ValueError(f"n_iter must be an integer >= 0, got {n_iter!r}")
+    if tol is not None and not tol >= 0:
+        raise ValueError(f"tol must be >= 0, got {tol}")
     if s0.dim() < 1 or s0.shape[0] < 1:
         raise ValueError(f"s0 must have a batch dimension (B, ...), got shape {tuple(s0.shape)}")
     check_finite("s0", s0)
@@ -57,14 +59,23 @@ def _evaluate(F: Callable[[Tensor], Tensor], s: Tensor) -> Tensor:
     return out
 
 
+def _settled(residual_norms: Tensor, tol: float | None) -> bool:
+    return tol is not None and bool((residual_norms <= tol).all())
+
+
 def _result(iterates: list[Tensor], norms: list[Tensor], values: list[Tensor], s0: Tensor) -> FixedPointResult:
     residuals = torch.stack(norms) if norms else s0.new_zeros((0, s0.shape[0]))
     return FixedPointResult(iterates=iterates, residual_norms=residuals, evaluations=len(norms), values=values)
 
 
-def picard(F: Callable[[Tensor], Tensor], s0: Tensor, n_iter: int, *, keep_values: bool = False) -> FixedPointResult:
-    """Plain fixed-point iteration ``s_{k+1} = F(s_k)`` for ``n_iter`` evaluations of ``F``."""
-    _check_common(s0, n_iter)
+def picard(
+    F: Callable[[Tensor], Tensor], s0: Tensor, n_iter: int, *, tol: float | None = None, keep_values: bool = False
+) -> FixedPointResult:
+    """Plain fixed-point iteration ``s_{k+1} = F(s_k)`` for ``n_iter`` evaluations of ``F``.
+
+    With ``tol``, stops early once every row's residual is ``<= tol`` (one host sync per iteration).
+    """
+    _check_common(s0, n_iter, tol)
     iterates, norms, values = [s0], [], []
     s = s0
     for _ in range(n_iter):
@@ -74,6 +85,8 @@ def picard(F: Callable[[Tensor], Tensor], s0: Tensor, n_iter: int, *, keep_value
             values.append(f)
         s = f
         iterates.append(s)
+        if _settled(norms[-1], tol):
+            break
     return _result(iterates, norms, values, s0)
 
 
@@ -110,6 +123,7 @@ def anderson(
     beta: float = 1.0,
     lam_reg: float = 1e-4,
     relative_reg: bool = True,
+    tol: float | None = None,
     keep_values: bool = False,
 ) -> FixedPointResult:
     """Anderson acceleration of ``s = F(s)``, one small least-squares problem per batch row.
@@ -117,9 +131,9 @@ def anderson(
     ``n_iter`` evaluations of ``F``; history ``m``, mixing ``beta`` in (0, 1], Tikhonov weight
     ``lam_reg`` scaled by the residuals (``relative_reg=False`` uses it as an absolute weight,
     kept to show why that fails). ``m = 1, beta = 1`` is Picard, and so is any ``m`` with
-    ``n_iter = 1, beta = 1``.
+    ``n_iter = 1, beta = 1``. With ``tol``, stops early once every row's residual is ``<= tol``.
     """
-    _check_common(s0, n_iter)
+    _check_common(s0, n_iter, tol)
     if isinstance(m, bool) or not isinstance(m, int) or m < 1:
         raise ValueError(f"m (Anderson history size) must be an integer >= 1, got {m!r}")
     if not 0.0 < beta <= 1.0:
@@ -151,4 +165,6 @@ def anderson(
                 for i, (s_i, f_i) in enumerate(zip(hist_s, hist_f))
             )
         iterates.append(s)
+        if _settled(norms[-1], tol):
+            break
     return _result(iterates, norms, values, s0)

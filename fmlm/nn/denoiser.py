@@ -43,8 +43,8 @@ class Denoiser(nn.Module):
         d, width = config.latent_dim, config.width
         # Input: [z, sc] (2d) -> d -> bottleneck -> width.
         self.sc_mix = xavier_linear(2 * d, d) if config.self_conditioning else None
-        self.down = xavier_linear(d, config.bottleneck, bias=False)
-        self.up = xavier_linear(config.bottleneck, width)
+        self.bottleneck_down = xavier_linear(d, config.bottleneck, bias=False)
+        self.bottleneck_up = xavier_linear(config.bottleneck, width)
         # Prefix banks, in order: time (t then s), guidance (w), phase (tau), mode.
         self.time_bank = PrefixBank(config.time_tokens, width, groups=2)
         self.guidance_bank = PrefixBank(config.guidance_tokens, width) if config.guidance_tokens else None
@@ -119,7 +119,7 @@ class Denoiser(nn.Module):
         x = z
         if self.sc_mix is not None:
             x = self.sc_mix(torch.cat([z, torch.zeros_like(z) if sc is None else sc.to(z.dtype)], dim=-1))
-        x = self.up(self.down(x))
+        x = self.bottleneck_up(self.bottleneck_down(x))
 
         prefix = [self.time_bank(t, s)]
         if self.guidance_bank is not None:

@@ -18,8 +18,8 @@ NEW_BANK_PREFIXES: tuple[str, ...] = ("phase_bank.",)  # banks a warm start may 
 
 PARAMETER_GROUPS: dict[str, str] = {
     "sc_mix": "input",
-    "down": "input",
-    "up": "input",
+    "bottleneck_down": "input",
+    "bottleneck_up": "input",
     "time_bank": "banks",
     "guidance_bank": "banks",
     "phase_bank": "banks",

@@ -25,10 +25,9 @@ def token_log_likelihood(z: Tensor, t: TimeLike, codebook: Tensor, lam: float) -
     if z.shape[-1] != codebook.shape[1]:
         raise ValueError(f"z must end in d = {codebook.shape[1]}, got shape {tuple(z.shape)}")
     check_times("t", t)
-    tt = expand_like(t, z)[..., None]  # broadcast over (V, d)
     e = codebook.to(z)
-    sq = ((z[..., None, :] - tt * e) ** 2).sum(-1)  # (..., V)
-    tt = tt[..., 0]
+    sq = ((z.unsqueeze(-2) - expand_like(t, z.unsqueeze(-2)) * e) ** 2).sum(-1)  # (..., V)
+    tt = expand_like(t, sq)
     noisy = tt < 1
     var = torch.where(noisy, 2.0 * (1.0 - tt) ** 2 * lam**2, torch.ones_like(tt))
     soft = -sq / var

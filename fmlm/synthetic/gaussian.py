@@ -105,7 +105,7 @@ class GaussianMixtureData:
         if z.shape[-1] != self.mu.shape[1]:
             raise ValueError(f"z must end in d = {self.mu.shape[1]}, got shape {tuple(z.shape)}")
         check_times("t", t)
-        tt = expand_like(t, z)[..., None, :]  # broadcast over (K, d)
+        tt = expand_like(t, z.unsqueeze(-2))  # broadcasts over the trailing (K, d)
         mu, var = self.mu.to(z), self.var.to(z)
         sig2 = tt**2 * var + (1.0 - tt) ** 2 * self.lam**2
         return z[..., None, :] - tt * mu, tt, var, sig2

@@ -81,10 +81,11 @@ class TanhSelfConditioned:
 
 
 class FixedPointDenoiser:
-    """``D*(z, t)``: the self-conditioning fixed point, by ``n_iter`` Anderson steps from ``sc = 0``.
+    """``D*(z, t)``: the self-conditioning fixed point, by up to ``n_iter`` Anderson steps from ``sc = 0``.
 
-    ``model(z, t, sc)`` is any self-conditioned denoiser. With ``tol`` set, ``__call__`` raises
-    ``ValueError`` when the last residual of some row exceeds it (the iteration did not converge).
+    ``model(z, t, sc)`` is any self-conditioned denoiser. With ``tol`` set, the iteration stops
+    once every row's residual ``||F(s) - s||`` is ``<= tol`` and ``__call__`` raises ``ValueError``
+    when that does not happen within ``n_iter`` evaluations (the iteration did not converge).
     """
 
     def __init__(
@@ -103,7 +104,13 @@ class FixedPointDenoiser:
 
     def __call__(self, z: Tensor, t: TimeLike) -> Tensor:
         result = anderson(
-            lambda sc: self.model(z, t, sc), torch.zeros_like(z), self.n_iter, m=self.m, beta=self.beta, lam_reg=self.lam_reg
+            lambda sc: self.model(z, t, sc),
+            torch.zeros_like(z),
+            self.n_iter,
+            m=self.m,
+            beta=self.beta,
+            lam_reg=self.lam_reg,
+            tol=self.tol,
         )
         if self.tol is not None:
             worst = float(result.residual_norms[-1].max())

@@ -20,6 +20,17 @@ TINY_TEXTS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The models here are tiny: one thread avoids thread-synchronisation cost on a shared 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture()
 def tiny_corpus(tmp_path):
     """A folder of 12 one-sentence .txt documents."""

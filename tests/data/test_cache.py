@@ -8,7 +8,7 @@ import torch
 
 import fmlm.data.cache as prep
 from fmlm.config import ConfigError, from_dict
-from fmlm.data import DataConfig, LatentRows, load_meta, prepare, tokenizer_for
+from fmlm.data import DataConfig, LatentRows, TokenRows, encoder_for, load_meta, prepare, tokenizer_for, whiten
 from tests.data.conftest import TINY_TEXTS
 
 
@@ -85,6 +85,12 @@ def test_ids_only_cache(tiny_corpus, tiny_gpt2, tmp_path):
     assert not (folder / "latents_train.npy").exists() and load_meta(folder)["sigma"] > 0
     with pytest.raises(ValueError, match="no cached latents"):
         LatentRows(folder, "train")
+    rows = TokenRows(folder, "train")
+    assert len(rows) == load_meta(folder)["rows"]["train"] and rows[0].dtype == torch.int64
+    enc = encoder_for(folder)
+    meta = rows.meta
+    x0 = whiten(enc.encode(rows[0][None]), meta["mu"], meta["sigma"])  # the on-the-fly path
+    assert x0.shape == (1, 12, 32) and torch.isfinite(x0).all()
 
 
 def test_second_call_reuses_without_recomputing(tiny_corpus, tiny_gpt2, tmp_path, monkeypatch):

@@ -93,3 +93,31 @@ def test_fingerprint_tracks_file_changes(tiny_corpus):
     before = source_fingerprint(str(tiny_corpus))
     (tiny_corpus / "doc00.txt").write_text("changed text that is longer than before\n")
     assert source_fingerprint(str(tiny_corpus)) != before
+
+
+def test_hf_source_through_datasets(monkeypatch, tiny_gpt2, tmp_path):
+    """The hf: path with datasets.load_dataset answered locally (the hub is unreachable here)."""
+    import datasets
+
+    import fmlm.data.corpus as corpus
+    from fmlm.data import DataConfig, load_meta, prepare
+    from tests.data.conftest import TINY_TEXTS
+
+    calls = []
+
+    def fake_load(name, config=None, split=None):
+        calls.append((name, config, split))
+        if name == "broken":
+            raise ConnectionError("Couldn't reach 'broken' on the Hub (LocalEntryNotFoundError)\nmore lines")
+        return datasets.Dataset.from_dict({"text": TINY_TEXTS, "id": list(range(len(TINY_TEXTS)))})
+
+    monkeypatch.setattr(corpus, "hub_reachable", lambda: True)
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    docs = load_documents("hf:some/owt:plain")
+    assert calls[-1] == ("some/owt", "plain", "train")
+    assert len(docs) == len(TINY_TEXTS) and docs[3] == TINY_TEXTS[3] and docs.take([1, 0]) == TINY_TEXTS[1::-1]
+    with pytest.raises(ValueError, match="cannot load 'hf:broken'") as err:
+        load_documents("hf:broken")
+    assert "\n" not in str(err.value)
+    folder = prepare(DataConfig(source="hf:some/owt", encoder=str(tiny_gpt2), row_len=12), tmp_path / "cache")
+    assert load_meta(folder)["documents"] == len(TINY_TEXTS)

@@ -75,5 +75,6 @@ def test_article_to_paragraphs_drops_headings_lists_and_trailing_sections():
 
 
 def test_prose_paragraphs_keeps_order():
-    cleaned = "First line of prose that is long enough to be kept here.\nHeading\nSecond kept prose line with enough words in it too."
+    cleaned = ("First line of prose that is long enough to be kept here.\nHeading\n"
+               "Second kept prose line with enough words in it too.")
     assert prose_paragraphs(cleaned) == [cleaned.split("\n")[0], cleaned.split("\n")[2]]

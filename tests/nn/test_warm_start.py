@@ -82,7 +82,7 @@ def test_warm_start_refuses_other_architectures(build_model):
     with pytest.raises(ValueError, match="^state_dict: unexpected key"):  # SC teacher into a no-SC student
         warm_start(build_model(self_conditioning=False, guidance_tokens=0), build_model().state_dict())
     with pytest.raises(ValueError, match="^state_dict: entry"):
-        warm_start(build_model(), {**build_model().state_dict(), "up.bias": [0.0]})
+        warm_start(build_model(), {**build_model().state_dict(), "bottleneck_up.bias": [0.0]})
 
 
 def test_refused_warm_start_leaves_the_model_unchanged(build_model, perturbed):
