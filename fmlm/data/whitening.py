@@ -74,7 +74,8 @@ def estimate_whitening(encoder, ids: np.ndarray, n_rows: int, batch_size: int, s
         raise ValueError(f"batch_size: must be positive, got {batch_size}")
     rows = stats_row_indices(len(ids), n_rows, seed)
     moments = RunningMoments()
-    for start in tqdm(range(0, len(rows), batch_size), desc="whitening stats", unit="batch", leave=False):
+    batches = range(0, len(rows), batch_size)
+    for start in tqdm(batches, desc="whitening stats", unit="batch", leave=False, disable=None):
         batch = np.asarray(ids[rows[start:start + batch_size]])
         moments.update(encoder.encode(batch))
     sigma = moments.std

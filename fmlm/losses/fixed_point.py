@@ -127,14 +127,11 @@ class FixedPointLoss:
         loss_global = masked_mse(g_k, s_star)
         loss_local = masked_mse(g_k, g_prev)
         loss = cfg.global_weight * loss_global + (1 - cfg.global_weight) * loss_local
-        with torch.no_grad():
-            first = masked_mse(traj[1], s_star)  # teacher's F(0) vs its fixed point
         return LossOutput(
             loss,
             {
                 "global": float(loss_global.detach()),
                 "local": float(loss_local.detach()),
                 "cold_fraction": float(cold.float().mean()),
-                "teacher_first_iterate_mse": float(first),
             },
         )

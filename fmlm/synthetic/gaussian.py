@@ -66,7 +66,9 @@ class GaussianData:
         """Exact probability-flow map ``X_{s,t}(z) = t mu + (sigma_t / sigma_s)(z - s mu)``, ``s <= t``."""
         check_ordered("s", s, "t", t)
         mu, _ = self._params(z)
-        return expand_like(t, z) * mu + self.sigma(t, z) / self.sigma(s, z) * (z - expand_like(s, z) * mu)
+        ss, tt = expand_like(s, z), expand_like(t, z)
+        # = t mu + r (z - s mu), arranged so that s = t returns z exactly
+        return z + (tt - ss) * mu + (self.sigma(t, z) / self.sigma(s, z) - 1.0) * (z - ss * mu)
 
     def two_time(self, z: Tensor, s: TimeLike, t: TimeLike) -> Tensor:
         """Exact two-time denoiser ``D(z, s, t)``: ``flow_map(z, D, s, t) = X_{s,t}(z)``; ``D(z, s, s) = self(z, s)``."""

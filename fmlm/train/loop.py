@@ -111,9 +111,9 @@ def is_decoder_step(seed: int, step: int, prob: float) -> bool:
 
 
 def fetch_batch(rows, indices: torch.Tensor, device: torch.device) -> Batch:
-    """Gather rows ``indices`` of a ``LatentRows`` dataset onto ``device``."""
-    ids, x0 = rows.get_rows(indices.numpy())
-    return Batch(ids=torch.as_tensor(ids, dtype=torch.long).to(device), x0=torch.as_tensor(x0).float().to(device))
+    """Gather rows ``indices`` of a ``fmlm.data.LatentRows`` dataset onto ``device``."""
+    ids, x0 = rows.batch(indices.numpy())
+    return Batch(ids=ids.to(device), x0=x0.to(device))
 
 
 def _autocast(device: torch.device, precision: str):
@@ -174,7 +174,7 @@ def train(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
         )
     peak = cfg.optim.peak_lr(cfg.global_batch)
-    tokens_per_step = cfg.global_batch * rows.row_len
+    tokens_per_step = cfg.global_batch * int(rows.meta["row_len"])
 
     def save(step: int) -> None:
         if dist_info.is_main:

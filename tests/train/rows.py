@@ -1,6 +1,7 @@
 """An in-memory stand-in for ``fmlm.data.LatentRows`` (same interface) for loop tests."""
 
 import numpy as np
+import torch
 
 
 class MemoryRows:
@@ -9,11 +10,10 @@ class MemoryRows:
         codebook = rng.standard_normal((vocab, dim)).astype(np.float32)
         self.ids = rng.integers(0, vocab, size=(n, length)).astype(np.int32)
         self.x0 = codebook[self.ids]
-        self.row_len = length
         self.meta = {"dim": dim, "vocab_size": vocab, "row_len": length}
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def get_rows(self, indices):
-        return self.ids[indices], self.x0[indices]
+    def batch(self, indices):
+        return torch.from_numpy(self.ids[indices].astype(np.int64)), torch.from_numpy(self.x0[indices])

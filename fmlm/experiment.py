@@ -1,0 +1,161 @@
+"""Configuration of the whole pipeline (data, five stages, evaluation) and its presets.
+
+Presets:
+
+- ``embedded``: the offline default. Real text shipped in PyPI packages
+  (Wikipedia and news from gensim's test data), the bundled all-MiniLM-L6-v2
+  encoder, SmolLM2-135M as evaluator, a small network, sized to finish on a
+  2-core CPU in well under an hour.
+- ``quick``: the same pipeline on a tiny budget (a smoke run of every stage and
+  every sampler; numbers are not meaningful).
+- ``paper``: OpenWebText, GPT-2 Large encoder and evaluator, ELF-B, 5 epochs
+  per stage at global batch 512 (METHOD.md section 10); meant for ``torchrun``
+  on 8 GPUs and a machine that can reach the Hugging Face hub.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+from fmlm.config import require
+from fmlm.data import DataConfig
+from fmlm.losses.common import DecoderConfig
+from fmlm.losses.fixed_point import FixedPointConfig
+from fmlm.losses.flow_map import FlowMapConfig
+from fmlm.losses.teacher import TeacherConfig
+from fmlm.stages import NetworkConfig, StageConfig
+from fmlm.train.loop import TrainConfig
+from fmlm.train.optim import OptimConfig
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What is sampled and scored, and how (METHOD.md sections 9 and 11)."""
+
+    evaluator: str = "embedded"  # "embedded" (SmolLM2-135M) or a causal LM name/folder (paper: gpt2-large)
+    n_samples: int = 128
+    seeds: tuple[int, ...] = (0,)
+    score_batch: int = 16
+    max_tokens: int = 1024  # evaluator tokens per sample (longer samples are truncated and counted)
+    sample_batch: int = 64
+    teacher_steps: int = 32
+    teacher_w: float = 3.0
+    churn: float = 1.5
+    teacher_few_steps: tuple[int, ...] = (1, 4)  # the teacher at few steps, for the distillation comparison
+    flow_map_steps: tuple[int, ...] = (1, 2, 4)
+    flow_map_w: float = 5.0
+    ctm_gamma: tuple[float, ...] = (1.0, 0.75, 1.0)  # one per flow_map_steps (paper)
+    fp_iterations: tuple[int, ...] = (1, 2, 4, 8)  # cold-start fixed-point iterations per step
+    fp_solver: Literal["picard", "anderson"] = "picard"
+    sweep_steps: int = 4
+    w_sweep: tuple[float, ...] = (1.0, 3.0)  # FMLM* at sweep_steps, besides flow_map_w
+    gamma_sweep: tuple[float, ...] = (0.0, 0.5)  # FMLM* at sweep_steps, besides its ctm_gamma
+    fixed_point_rows: int = 64  # rows for ELF*'s distance-to-fixed-point measurement
+
+    def __post_init__(self) -> None:
+        require(self.n_samples >= 1, "evaluation.n_samples", "must be >= 1")
+        require(len(self.seeds) >= 1, "evaluation.seeds", "must name at least one seed")
+        require(len(self.ctm_gamma) == len(self.flow_map_steps), "evaluation.ctm_gamma",
+                f"needs one gamma per flow_map_steps entry ({len(self.flow_map_steps)})")
+        require(all(0 <= g <= 1 for g in (*self.ctm_gamma, *self.gamma_sweep)), "evaluation.ctm_gamma",
+                "gammas must lie in [0, 1]")
+        require(self.score_batch >= 1 and self.sample_batch >= 1, "evaluation.score_batch", "batch sizes must be >= 1")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """The whole pipeline; ``stage_config(stage)`` gives what one stage's training needs."""
+
+    preset: str = "embedded"
+    cache_dir: str = "cache"
+    device: str = "auto"
+    data: DataConfig = field(default_factory=DataConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    fixed_point: FixedPointConfig = field(default_factory=FixedPointConfig)
+    flow_map: FlowMapConfig = field(default_factory=FlowMapConfig)
+    train_teacher: TrainConfig = field(default_factory=TrainConfig)
+    train_fixed_point: TrainConfig = field(default_factory=TrainConfig)
+    train_flow_map: TrainConfig = field(default_factory=TrainConfig)
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
+
+    def stage_config(self, stage: str) -> StageConfig:
+        """The ``StageConfig`` of one stage (the no-SC stages share their SC twins' budgets)."""
+        train = {
+            "teacher": self.train_teacher,
+            "teacher-nosc": self.train_teacher,
+            "fixed-point": self.train_fixed_point,
+            "flow-map": self.train_flow_map,
+            "flow-map-nosc": self.train_flow_map,
+        }[stage]
+        return StageConfig(self.network, dataclasses.replace(train, device=self.device), self.teacher,
+                           self.fixed_point, self.flow_map)
+
+
+def _cpu_train(steps: int, batch: int, lr: float, log_every: int = 10) -> TrainConfig:
+    return TrainConfig(
+        global_batch=batch, max_steps=steps, log_every=log_every, checkpoint_every=max(steps // 4, 1),
+        precision="fp32",
+        optim=OptimConfig(lr=lr, warmup_epochs=0.0, ema_decay=0.999, ema_warmup=True),
+    )
+
+
+def embedded() -> ExperimentConfig:
+    """The offline CPU default (see the module docstring)."""
+    return ExperimentConfig(
+        preset="embedded",
+        data=DataConfig(source="embedded", encoder="minilm", row_len=64),
+        network=NetworkConfig(preset="cpu-small", depth=4, width=256, heads=4, bottleneck=64),
+        fixed_point=FixedPointConfig(iterations=10),
+        train_teacher=_cpu_train(900, 32, 2e-3),
+        train_fixed_point=_cpu_train(300, 32, 1e-3),
+        train_flow_map=_cpu_train(400, 32, 1e-3),
+        evaluation=EvalConfig(n_samples=128, max_tokens=256),
+    )
+
+
+def quick() -> ExperimentConfig:
+    """Every stage and sampler on a tiny budget (smoke test; numbers are not meaningful)."""
+    base = embedded()
+    return dataclasses.replace(
+        base,
+        preset="quick",
+        data=dataclasses.replace(base.data, max_train_rows=512, max_val_rows=64, stats_rows=128),
+        network=NetworkConfig(preset="tiny"),
+        fixed_point=FixedPointConfig(iterations=4, snap_tail=1),
+        train_teacher=_cpu_train(12, 16, 2e-3, log_every=4),
+        train_fixed_point=_cpu_train(6, 16, 1e-3, log_every=2),
+        train_flow_map=_cpu_train(6, 16, 1e-3, log_every=2),
+        evaluation=EvalConfig(n_samples=8, score_batch=8, sample_batch=8, max_tokens=128, teacher_steps=8,
+                              fp_iterations=(1, 2), w_sweep=(1.0,), gamma_sweep=(0.0,), fixed_point_rows=8),
+    )
+
+
+def paper() -> ExperimentConfig:
+    """OpenWebText / GPT-2 Large / ELF-B, 5 epochs per stage, global batch 512 (METHOD.md section 10)."""
+    gpu_train = TrainConfig(global_batch=512, epochs=5.0, log_every=100, checkpoint_every=2000, precision="bf16",
+                            optim=OptimConfig(base_lr=0.001, warmup_epochs=0.5, ema_decay=0.9999))
+    return ExperimentConfig(
+        preset="paper",
+        data=DataConfig(source="hf:openwebtext", encoder="gpt2-large", row_len=1024, val_fraction=0.0005,
+                        stats_rows=50_000, encoder_dtype="bfloat16", cache_latents=False),
+        network=NetworkConfig(preset="elf-b"),
+        teacher=TeacherConfig(decoder=DecoderConfig(prob=0.2)),
+        train_teacher=gpu_train,
+        train_fixed_point=gpu_train,
+        train_flow_map=gpu_train,
+        evaluation=EvalConfig(evaluator="gpt2-large", n_samples=1024, score_batch=32, sample_batch=64,
+                              max_tokens=1024),
+    )
+
+
+PRESETS = {"embedded": embedded, "quick": quick, "paper": paper}
+
+
+def preset(name: str) -> ExperimentConfig:
+    """The named preset; unknown names are a one-line ValueError listing the known ones."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]()

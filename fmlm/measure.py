@@ -1,0 +1,200 @@
+"""Sample, decode, score, and write the result files of a run folder.
+
+Every evaluated sample set becomes one record in ``<run>/results.jsonl`` and
+one file ``<run>/eval/<id>.jsonl`` of per-sample records (text, scored tokens,
+NLL, PPL, entropy). A record whose id is already in ``results.jsonl`` is not
+measured again, so an interrupted evaluation continues where it stopped.
+``reports/`` reads these files and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fmlm.data import LatentRows, TextDecoder
+from fmlm.evaluation.evaluator import Evaluator
+from fmlm.evaluation.metrics import evaluate_texts
+from fmlm.losses.fixed_point import FixedPointConfig, teacher_trajectory
+from fmlm.losses.teacher import FlowConfig
+from fmlm.math.interpolant import interpolate
+from fmlm.math.times import sample_logit_normal
+from fmlm.samplers import SamplerConfig, batch_sampler, generate
+
+LABELS = {
+    "teacher": "ELF",
+    "teacher-nosc": "ELF (no SC)",
+    "fixed-point": "ELF*",
+    "flow-map": "FMLM*",
+    "flow-map-nosc": "FMLM",
+    "untrained": "untrained network",
+    "reference": "held-out real text",
+}
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """Where and how sample sets are scored."""
+
+    run_dir: Path
+    evaluator: Evaluator
+    decoder: TextDecoder
+    length: int  # tokens per sample (the data's row length)
+    score_batch: int
+    max_tokens: int
+    device: torch.device
+    progress: bool = True
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}".replace(".", "p").replace("-", "m")
+
+
+def record_id(model: str, cfg: SamplerConfig, guided: bool, sweep: str | None) -> str:
+    """A readable, unique file name for one evaluated setting."""
+    parts = [model, cfg.kind, str(cfg.steps)]
+    if guided:
+        parts.append("w" + _fmt(cfg.w))
+    if cfg.kind == "sde":
+        parts.append("c" + _fmt(cfg.churn))
+    if cfg.kind == "ctm":
+        parts.append("g" + _fmt(cfg.gamma))
+    if cfg.kind in ("euler", "sde"):
+        parts.append(cfg.sc_mode + (f"{cfg.fp_iterations}{cfg.fp_solver}" if cfg.sc_mode == "cold" else ""))
+    if sweep:
+        parts.append(sweep)
+    parts.append(f"s{cfg.seed}")
+    return "_".join(parts)
+
+
+def done_ids(run_dir: Path) -> set[str]:
+    """Ids of the records already in ``results.jsonl``."""
+    path = run_dir / "results.jsonl"
+    if not path.exists():
+        return set()
+    return {json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()}
+
+
+def _write(scoring: Scoring, record: dict[str, Any], texts: list[str], extra: list[dict] | None = None) -> dict:
+    """Score ``texts``, write the per-sample file, append the record; returns the finished record."""
+    result = evaluate_texts(
+        scoring.evaluator, texts, batch_size=scoring.score_batch, max_tokens=scoring.max_tokens,
+        progress=scoring.progress,
+    )
+    eval_dir = scoring.run_dir / "eval"
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    rows = result.rows()
+    for i, row in enumerate(rows):
+        row["index"] = extra[i]["index"] if extra else i
+    tmp = eval_dir / f"{record['id']}.jsonl.tmp"
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tmp.replace(eval_dir / f"{record['id']}.jsonl")
+    record.update(
+        gen_ppl=result.gen_ppl if math.isfinite(result.gen_ppl) else str(result.gen_ppl),
+        entropy=result.entropy, total_tokens=result.total_tokens, n_truncated=result.n_truncated,
+        samples_file=f"eval/{record['id']}.jsonl",
+    )
+    with (scoring.run_dir / "results.jsonl").open("a") as f:
+        f.write(json.dumps(record) + "\n")
+    return record
+
+
+def measure_model(
+    scoring: Scoring,
+    model_name: str,
+    model: nn.Module,
+    cfg: SamplerConfig,
+    n_samples: int,
+    sweep: str | None = None,
+) -> dict[str, Any] | None:
+    """Sample ``n_samples`` with ``cfg``, decode, score and record them (skipped if already recorded)."""
+    guided = model.config.guidance_tokens > 0
+    rid = record_id(model_name, cfg, guided, sweep)
+    if rid in done_ids(scoring.run_dir):
+        return None
+    samples = generate(
+        model, batch_sampler(cfg), cfg, n_samples, scoring.length, device=scoring.device,
+        progress=scoring.progress, desc=rid,
+    )
+    texts = scoring.decoder.decode_batch(samples.ids)
+    flow = cfg.kind in ("euler", "sde")
+    record = {
+        "id": rid, "model": model_name, "label": LABELS.get(model_name, model_name), "sampler": cfg.kind,
+        "steps": cfg.steps, "w": cfg.w if guided else None,
+        "gamma": cfg.gamma if cfg.kind == "ctm" else None,
+        "churn": cfg.churn if cfg.kind == "sde" else None,
+        "sc_mode": cfg.sc_mode if flow else None,
+        "fp_iterations": cfg.fp_iterations if flow and cfg.sc_mode == "cold" else None,
+        "fp_solver": cfg.fp_solver if flow and cfg.sc_mode == "cold" else None,
+        "grid": cfg.grid, "seed": cfg.seed, "n_samples": n_samples, "nfe": samples.nfe,
+        "wall_s": samples.wall_s, "wall_s_per_sample": samples.wall_s / n_samples, "sweep": sweep,
+    }
+    return _write(scoring, record, texts, [{"index": i} for i in samples.indices])
+
+
+def measure_reference(scoring: Scoring, rows: LatentRows, n_samples: int) -> dict[str, Any] | None:
+    """Held-out rows through the same decode -> retokenise -> score path: the line a perfect model reaches."""
+    rid = "reference_data_0"
+    if rid in done_ids(scoring.run_dir):
+        return None
+    n = min(n_samples, len(rows))
+    if n < n_samples:
+        print(f"note: the validation split has {len(rows)} rows; the reference uses all of them, not {n_samples}")
+    idx = torch.linspace(0, len(rows) - 1, n).round().long().unique()
+    ids, _ = rows.batch(idx.numpy())
+    record = {
+        "id": rid, "model": "reference", "label": LABELS["reference"], "sampler": "data", "steps": 0, "w": None,
+        "gamma": None, "churn": None, "sc_mode": None, "fp_iterations": None, "fp_solver": None, "grid": None,
+        "seed": 0, "n_samples": len(idx), "nfe": 0, "wall_s": 0.0, "wall_s_per_sample": 0.0, "sweep": None,
+    }
+    return _write(scoring, record, scoring.decoder.decode_batch(ids), [{"index": int(i)} for i in idx])
+
+
+@torch.no_grad()
+def fixed_point_distances(
+    teacher: nn.Module,
+    student: nn.Module,
+    rows: LatentRows,
+    n_rows: int,
+    fp: FixedPointConfig,
+    flow: FlowConfig,
+    w: float,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
+    """How far one forward lands from the teacher's fixed point s*, for ELF* and for the teacher's F(0).
+
+    Rows are held-out latents noised at logit-normal times; s* is the teacher's
+    Anderson iterate after ``fp.iterations`` steps from a zero slot. Distances
+    are root-mean-square over tokens and channels, averaged over rows.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    n = min(n_rows, len(rows))
+    _, x0 = rows.batch(torch.arange(n).numpy())
+    x0 = x0.to(device)
+    t = sample_logit_normal((n,), generator=gen, p_mean=flow.p_mean, p_std=flow.p_std).to(device)
+    z = interpolate(x0, torch.randn(x0.shape, generator=gen).to(device), t, flow.lam)
+    wv = torch.full((n,), float(w), device=device)
+    s_star = teacher_trajectory(teacher, z, t, wv, fp)[-1]
+    first = teacher(z, t, sc=None, w=wv)
+    residual = teacher(z, t, sc=s_star, w=wv) - s_star
+    one = student(z, t, w=wv)
+
+    def rms(a: torch.Tensor) -> float:
+        return float(a.pow(2).flatten(1).mean(1).sqrt().mean())
+
+    return {
+        "teacher_first_iterate_dist": rms(first - s_star),
+        "student_dist": rms(one - s_star),
+        "fixed_point_residual": rms(residual),
+        "fixed_point_norm": rms(s_star),
+        "iterations": fp.iterations,
+        "w": w,
+        "n_rows": n,
+    }

@@ -1,0 +1,164 @@
+"""The whole experiment: data -> five stages -> measurements, into one run folder.
+
+Run folder (the contract ``reports/`` reads)::
+
+    experiment.json   the ExperimentConfig
+    stages/<stage>/   checkpoint/, metrics.jsonl   (one per trained stage)
+    results.jsonl     one record per evaluated sample set (fmlm.measure)
+    eval/<id>.jsonl   per-sample records
+    fixed_point.json  ELF*'s one-forward distance to the teacher's fixed point
+    timing.json       wall time per stage and in total
+
+Every step reuses what an earlier, interrupted call finished: stages resume
+from their checkpoints, recorded measurements are skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from fmlm.config import from_dict, to_dict
+from fmlm.data import LatentRows, load_meta, prepare, tokenizer_for
+from fmlm.evaluation.evaluator import load_evaluator
+from fmlm.experiment import ExperimentConfig
+from fmlm.measure import Scoring, fixed_point_distances, measure_model, measure_reference
+from fmlm.nn import Denoiser
+from fmlm.samplers import SamplerConfig
+from fmlm.stages import STAGES, TEACHER_OF, run_stage
+from fmlm.train import checkpoint as ckpt
+from fmlm.train.distributed import DistInfo, barrier, init_distributed, shutdown
+
+
+class Timer:
+    """Accumulates wall time per named part in ``timing.json`` (kept across resumed calls)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.data = json.loads(path.read_text()) if path.exists() else {"stages": {}, "total_s": 0.0}
+
+    def add(self, name: str, seconds: float) -> None:
+        self.data["stages"][name] = self.data["stages"].get(name, 0.0) + seconds
+        self.data["total_s"] = sum(self.data["stages"].values())
+        self.path.write_text(json.dumps(self.data, indent=2))
+
+
+def bind_run_folder(run_dir: Path, cfg: ExperimentConfig) -> None:
+    """Write ``experiment.json``, or check that the folder already holds this same configuration."""
+    path = run_dir / "experiment.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != to_dict(cfg):
+            changed = sorted(k for k in set(old) | set(to_dict(cfg)) if old.get(k) != to_dict(cfg).get(k))
+            raise ValueError(f"{run_dir} holds a run with another configuration (differs in {changed}); use a new --run folder")
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True) + "\n")
+
+
+def load_run_config(run_dir: Path) -> ExperimentConfig:
+    """The configuration stored in a run folder."""
+    return from_dict(ExperimentConfig, json.loads((run_dir / "experiment.json").read_text()))
+
+
+def train_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, info: DistInfo, timer: Timer | None) -> dict:
+    """Train (or reuse) every stage in order; returns the checkpoint folder of each."""
+    folders: dict[str, Path] = {}
+    for stage in STAGES:
+        start = time.perf_counter()
+        teacher = folders.get(TEACHER_OF.get(stage, ""))
+        folders[stage] = run_stage(stage, cfg.stage_config(stage), data_folder, run_dir / "stages" / stage, info, teacher)
+        if timer is not None:
+            timer.add(f"train {stage}", time.perf_counter() - start)
+    return folders
+
+
+def evaluation_plan(cfg: ExperimentConfig) -> list[tuple[str, SamplerConfig, str | None]]:
+    """Every (model, sampler setting, sweep tag) the experiment measures, per seed."""
+    e = cfg.evaluation
+    plan: list[tuple[str, SamplerConfig, str | None]] = []
+    for seed in e.seeds:
+        base = SamplerConfig(kind="sde", steps=e.teacher_steps, w=e.teacher_w, churn=e.churn, seed=seed,
+                             batch_size=e.sample_batch, lam=cfg.teacher.flow.lam, t_eps=cfg.teacher.flow.t_eps,
+                             p_mean=cfg.teacher.flow.p_mean, p_std=cfg.teacher.flow.p_std)
+        plan += [
+            ("teacher", base, None),
+            ("teacher-nosc", dataclasses.replace(base, sc_mode="none"), None),
+            ("fixed-point", dataclasses.replace(base, sc_mode="none"), None),
+            ("untrained", base, None),
+        ]
+        plan += [("teacher", dataclasses.replace(base, steps=n), None) for n in e.teacher_few_steps]
+        plan += [("teacher", dataclasses.replace(base, sc_mode="none"), "sc")]
+        plan += [
+            ("teacher", dataclasses.replace(base, sc_mode="cold", fp_iterations=n, fp_solver=e.fp_solver), "sc")
+            for n in e.fp_iterations
+        ]
+        fm = dataclasses.replace(base, kind="ctm", w=e.flow_map_w)
+        for steps, gamma in zip(e.flow_map_steps, e.ctm_gamma):
+            plan += [(m, dataclasses.replace(fm, steps=steps, gamma=gamma), None) for m in ("flow-map", "flow-map-nosc")]
+        sweep_gamma = dict(zip(e.flow_map_steps, e.ctm_gamma)).get(e.sweep_steps, 1.0)
+        sw = dataclasses.replace(fm, steps=e.sweep_steps, gamma=sweep_gamma)
+        plan += [("flow-map", dataclasses.replace(sw, w=w), "w") for w in (*e.w_sweep, e.flow_map_w)]
+        plan += [("flow-map", dataclasses.replace(sw, gamma=g), "gamma") for g in (*e.gamma_sweep, sweep_gamma)]
+    return plan
+
+
+def untrained_network(cfg: ExperimentConfig, meta: dict, device) -> Denoiser:
+    """The teacher's architecture at its random initialisation (seeded), as the floor to beat."""
+    torch.manual_seed(cfg.train_teacher.seed)
+    return Denoiser(cfg.network.denoiser(meta, self_conditioning=True)).to(device).eval()
+
+
+def measure_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, folders: dict, device, timer: Timer,
+                progress: bool = True) -> None:
+    """Run the evaluation plan, the real-text reference and the fixed-point distance measurement."""
+    e = cfg.evaluation
+    meta = load_meta(data_folder)
+    start = time.perf_counter()
+    evaluator = load_evaluator(e.evaluator, cache_dir=Path(cfg.cache_dir), device=device)
+    scoring = Scoring(run_dir, evaluator, tokenizer_for(data_folder), int(meta["row_len"]), e.score_batch,
+                      e.max_tokens, device, progress)
+    val = LatentRows(data_folder, "val")
+    measure_reference(scoring, val, e.n_samples)
+    models: dict[str, Denoiser] = {}
+
+    def model(name: str) -> Denoiser:
+        if name not in models:
+            models[name] = (untrained_network(cfg, meta, device) if name == "untrained"
+                            else ckpt.load_denoiser(folders[name], "ema", device))
+        return models[name]
+
+    for name, sampler, sweep in evaluation_plan(cfg):
+        measure_model(scoring, name, model(name), sampler, e.n_samples, sweep)
+    fp_path = run_dir / "fixed_point.json"
+    if not fp_path.exists():
+        result = fixed_point_distances(model("teacher"), model("fixed-point"), val, e.fixed_point_rows,
+                                       cfg.fixed_point, cfg.teacher.flow, e.teacher_w, device=device)
+        fp_path.write_text(json.dumps(result, indent=2))
+    timer.add("evaluate", time.perf_counter() - start)
+
+
+def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> Path:
+    """Prepare data, train all stages (under torchrun: on every process), then measure on rank 0."""
+    run_dir = Path(run_dir)
+    info = init_distributed(cfg.device)
+    if info.is_main:
+        bind_run_folder(run_dir, cfg)
+    barrier()
+    timer = Timer(run_dir / "timing.json") if info.is_main else None
+    start = time.perf_counter()
+    if info.is_main:
+        data_folder = prepare(cfg.data, Path(cfg.cache_dir))
+        timer.add("prepare data", time.perf_counter() - start)
+    barrier()
+    data_folder = prepare(cfg.data, Path(cfg.cache_dir))  # finished above: only looks it up
+    folders = train_all(cfg, run_dir, data_folder, info, timer)
+    shutdown()
+    if info.is_main:
+        measure_all(cfg, run_dir, data_folder, folders, info.device, timer, progress)
+    return run_dir
+
