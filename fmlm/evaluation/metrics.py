@@ -133,15 +133,19 @@ class EvalResult:
 
 
 def _check_args(evaluator: Evaluator, texts, batch_size, max_tokens) -> None:
-    if not isinstance(texts, (list, tuple)) or len(texts) == 0:
-        raise ValueError(f"texts: expected a non-empty list of strings, got {type(texts).__name__}")
+    if not isinstance(texts, (list, tuple)):
+        raise ValueError(f"texts: expected a list of strings, got {type(texts).__name__}")
+    if len(texts) == 0:
+        raise ValueError("texts: empty list, nothing to score")
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise ValueError(f"texts: item {i} is {type(t).__name__}, not str")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 2:
-        raise ValueError(f"max_tokens: expected an integer >= 2 (start token + one scored token), got {max_tokens!r}")
+        raise ValueError(
+            f"max_tokens: expected an integer >= 2 (start token + one scored token), got {max_tokens!r}"
+        )
     if max_tokens > evaluator.context_length:
         raise ValueError(
             f"max_tokens: {max_tokens} exceeds the evaluator's context of {evaluator.context_length} positions"
@@ -197,7 +201,8 @@ def generative_perplexity(
 ) -> GenPPLResult:
     """Gen PPL ``exp(sum NLL / sum n)`` of ``texts`` under ``evaluator`` (mask and framing: module docstring)."""
     _check_args(evaluator, texts, batch_size, max_tokens)
-    seqs, kept, truncated = build_sequences(evaluator.encode(texts), evaluator.start_id, evaluator.end_id, max_tokens)
+    text_ids = evaluator.encode(texts)
+    seqs, kept, truncated = build_sequences(text_ids, evaluator.start_id, evaluator.end_id, max_tokens)
     nll_sums, counts = score_sequences(evaluator, seqs, batch_size=batch_size, progress=progress)
     total_nll, total_tokens = float(nll_sums.sum()), int(counts.sum())
     return GenPPLResult(

@@ -155,6 +155,12 @@ def test_bad_input_one_line_errors(tiny_corpus, tiny_gpt2, other_bpe, tmp_path, 
     assert not cache.exists() or list(cache.iterdir()) == []
 
 
+def test_given_encoder_must_match_the_config(tiny_corpus, tmp_path, minilm):
+    with pytest.raises(ValueError, match="the given encoder") as err:
+        prepare(_minilm_cfg(tiny_corpus, layer=3), tmp_path / "cache", encoder=minilm)
+    assert "\n" not in str(err.value) and list((tmp_path / "cache").iterdir()) == []
+
+
 def test_config_checks_and_round_trip():
     with pytest.raises(ConfigError, match="row_len"):
         DataConfig(row_len=2)
