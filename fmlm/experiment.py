@@ -19,7 +19,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
-from fmlm.config import require
+from pathlib import Path
+
+from fmlm.config import load_json, require
 from fmlm.data import DataConfig
 from fmlm.losses.common import DecoderConfig
 from fmlm.losses.fixed_point import FixedPointConfig
@@ -152,6 +154,11 @@ def paper() -> ExperimentConfig:
 
 
 PRESETS = {"embedded": embedded, "quick": quick, "paper": paper}
+
+
+def load_run_config(run_dir: str | Path) -> ExperimentConfig:
+    """The configuration stored in a run folder's ``experiment.json``."""
+    return load_json(ExperimentConfig, Path(run_dir) / "experiment.json")
 
 
 def preset(name: str) -> ExperimentConfig:

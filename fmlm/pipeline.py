@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from fmlm.config import from_dict, to_dict
+from fmlm.config import to_dict
 from fmlm.data import LatentRows, load_meta, prepare, tokenizer_for
 from fmlm.evaluation.evaluator import load_evaluator
 from fmlm.experiment import ExperimentConfig
@@ -60,18 +60,17 @@ def bind_run_folder(run_dir: Path, cfg: ExperimentConfig) -> None:
     path.write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True) + "\n")
 
 
-def load_run_config(run_dir: Path) -> ExperimentConfig:
-    """The configuration stored in a run folder."""
-    return from_dict(ExperimentConfig, json.loads((run_dir / "experiment.json").read_text()))
-
-
-def train_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, info: DistInfo, timer: Timer | None) -> dict:
+def train_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, info: DistInfo, timer: Timer | None,
+              progress: bool = True) -> dict:
     """Train (or reuse) every stage in order; returns the checkpoint folder of each."""
     folders: dict[str, Path] = {}
     for stage in STAGES:
         start = time.perf_counter()
         teacher = folders.get(TEACHER_OF.get(stage, ""))
-        folders[stage] = run_stage(stage, cfg.stage_config(stage), data_folder, run_dir / "stages" / stage, info, teacher)
+        stage_cfg = cfg.stage_config(stage)
+        if not progress:
+            stage_cfg = dataclasses.replace(stage_cfg, train=dataclasses.replace(stage_cfg.train, progress=False))
+        folders[stage] = run_stage(stage, stage_cfg, data_folder, run_dir / "stages" / stage, info, teacher)
         if timer is not None:
             timer.add(f"train {stage}", time.perf_counter() - start)
     return folders
@@ -156,7 +155,7 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = 
         timer.add("prepare data", time.perf_counter() - start)
     barrier()
     data_folder = prepare(cfg.data, Path(cfg.cache_dir))  # finished above: only looks it up
-    folders = train_all(cfg, run_dir, data_folder, info, timer)
+    folders = train_all(cfg, run_dir, data_folder, info, timer, progress)
     shutdown()
     if info.is_main:
         measure_all(cfg, run_dir, data_folder, folders, info.device, timer, progress)
