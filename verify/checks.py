@@ -62,7 +62,10 @@ def banach_violation(iterates: list[Tensor], s_star: Tensor, lipschitz: float, k
     Iterations whose bound has fallen below ``floor`` (relative to ``bound_0``) are skipped:
     there the error is rounding noise.
     """
-    base = row_norms(iterates[0] - s_star) if kind == "a_priori" else row_norms(iterates[1] - iterates[0]) / (1 - lipschitz)
+    if kind == "a_priori":
+        base = row_norms(iterates[0] - s_star)
+    else:
+        base = row_norms(iterates[1] - iterates[0]) / (1 - lipschitz)
     worst = -1.0
     for k, s_k in enumerate(iterates):
         bound = lipschitz**k * base

@@ -134,6 +134,9 @@ def test_two_time_sampler_orders_diagonal_and_boundary():
     sample = sample_two_time(n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     assert bool((sample.s <= sample.u).all() and (sample.u <= sample.t).all())
     assert bool(((sample.tau_s <= sample.tau_u) & (sample.tau_u <= sample.tau_t)).all())
+    assert torch.allclose(sample.tau_u, (sample.tau_s + sample.tau_t) / 2, atol=1e-15)  # midpoint in tau
+    for time, tau in ((sample.s, sample.tau_s), (sample.u, sample.tau_u), (sample.t, sample.tau_t)):
+        assert torch.equal(time, logit_normal_quantile(tau))
     diag = sample.diagonal
     assert stats.binomtest(int(diag.sum()), n, 0.5).pvalue > 1e-3
     assert bool((sample.s[diag] == sample.t[diag]).all()) and bool((sample.s[~diag] < sample.t[~diag]).all())

@@ -95,7 +95,10 @@ def student_map(
     T: float = TAU_T,
     g: float = 1.0,
 ) -> Tensor:
-    """``c_skip(tau_a) s_a + (1 - c_skip(tau_a)) P`` with ``P = two_point_combination(...)``; ``tau_a`` scalar or (B,)."""
+    """``c_skip(tau_a) s_a + (1 - c_skip(tau_a)) P`` with ``P = two_point_combination(...)``.
+
+    ``tau_a`` is a scalar or per-row ``(B,)``.
+    """
     combined = two_point_combination(s_a, f_a, s_b, f_b, beta)
     skip = expand_like(c_skip(tau_a, e, T, g), s_a)
     return skip * s_a + (1.0 - skip) * combined

@@ -13,9 +13,11 @@ same shape and is called exactly once per iteration on the whole batch.
   the weights turn uniform and Anderson degrades to averaging the last iterates.
 
 ``iterates`` are ``[s_0, ..., s_K]``; ``residual_norms[k] = ||F(s_k) - s_k||`` per row for
-``k < K`` (K evaluations of F; ``s_K`` itself is not evaluated).
-Note: the public reference code records ``[s_0, F(s_0'), ..., F(s_{K-1}')]`` (the F values
-at the Anderson points) instead of the Anderson points; ``keep_values=True`` returns those too.
+``k < K`` (K evaluations of F; ``s_K`` itself is not evaluated). ``tol`` stops early once every
+row's residual is ``<= tol`` (one host sync per iteration; without it there is none).
+Note: the public reference code records ``[s_0, F(s_0), F(s_1), ..., F(s_{K-1})]`` (F at the
+Anderson points) instead of the points ``s_1..s_K``; for Picard the two coincide.
+``keep_values=True`` also returns the F values.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ RIDGE_FLOOR = 1e-12
 
 @dataclass
 class FixedPointResult:
-    """Trajectory of a fixed-point solve: ``iterates`` ``[s_0..s_K]``, ``residual_norms`` (K, B), ``evaluations`` of F."""
+    """Trajectory of a solve: ``iterates`` ``[s_0..s_K]``, ``residual_norms`` (K, B), ``evaluations`` of F."""
 
     iterates: list[Tensor]
     residual_norms: Tensor
@@ -55,7 +57,8 @@ def _check_common(s0: Tensor, n_iter: int, tol: float | None) -> None:
 def _evaluate(F: Callable[[Tensor], Tensor], s: Tensor) -> Tensor:
     out = F(s)
     if not isinstance(out, Tensor) or out.shape != s.shape:
-        raise ValueError(f"F must return a tensor of the input shape {tuple(s.shape)}, got {getattr(out, 'shape', out)}")
+        got = getattr(out, "shape", out)
+        raise ValueError(f"F must return a tensor of the input shape {tuple(s.shape)}, got {got}")
     return out
 
 

@@ -95,7 +95,10 @@ def semigroup_weight(s: TimeLike, u: TimeLike, t: TimeLike) -> Tensor:
 
 
 def semigroup_target(a: Tensor, b: Tensor, s: TimeLike, u: TimeLike, t: TimeLike) -> Tensor:
-    """``gamma a + (1 - gamma) b`` with ``a = D(z_s, s, u)``, ``b = D(X_{s,u}(z_s), u, t)``: the target for ``D(z_s, s, t)``."""
+    """The target for ``D(z_s, s, t)``: ``gamma a + (1 - gamma) b``.
+
+    ``a = D(z_s, s, u)``, ``b = D(X_{s,u}(z_s), u, t)``, ``gamma = semigroup_weight(s, u, t)``.
+    """
     check_same_shape("a", a, "b", b)
     gamma = expand_like(semigroup_weight(s, u, t), a)
     return gamma * a + (1.0 - gamma) * b
@@ -104,7 +107,9 @@ def semigroup_target(a: Tensor, b: Tensor, s: TimeLike, u: TimeLike, t: TimeLike
 def compose_flow_maps(
     z: Tensor, denoise: Callable[[Tensor, Tensor, Tensor], Tensor], times: Tensor | Sequence[TimeLike]
 ) -> Tensor:
-    """Apply ``X_{t_k, t_{k+1}}`` for consecutive ``times``: ``z <- flow_map(z, denoise(z, t_k, t_{k+1}), t_k, t_{k+1})``.
+    """Apply ``X_{t_k, t_{k+1}}`` for consecutive ``times``.
+
+    Each step is ``z <- flow_map(z, denoise(z, t_k, t_{k+1}), t_k, t_{k+1})``.
 
     ``times`` is a non-decreasing sequence of ``N + 1`` scalars (``(N + 1,)``) or of per-row
     times (``(N + 1, B)``). ``denoise`` always receives per-row times of shape ``(B,)`` in

@@ -43,8 +43,8 @@ class CodebookData:
         codebook = torch.as_tensor(codebook)
         if codebook.dim() != 2:
             raise ValueError(f"codebook must be (V, d), got shape {tuple(codebook.shape)}")
-        prior = torch.full((codebook.shape[0],), 1.0 / codebook.shape[0], dtype=codebook.dtype) if prior is None else prior
-        prior = torch.as_tensor(prior)
+        vocab = codebook.shape[0]
+        prior = torch.full((vocab,), 1.0 / vocab, dtype=codebook.dtype) if prior is None else torch.as_tensor(prior)
         check_finite("codebook", codebook)
         if prior.shape != codebook.shape[:1] or not bool((prior > 0).all()):
             raise ValueError(f"prior must be ({codebook.shape[0]},) and > 0")

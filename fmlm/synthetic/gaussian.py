@@ -71,7 +71,7 @@ class GaussianData:
         return z + (tt - ss) * mu + (self.sigma(t, z) / self.sigma(s, z) - 1.0) * (z - ss * mu)
 
     def two_time(self, z: Tensor, s: TimeLike, t: TimeLike) -> Tensor:
-        """Exact two-time denoiser ``D(z, s, t)``: ``flow_map(z, D, s, t) = X_{s,t}(z)``; ``D(z, s, s) = self(z, s)``."""
+        """Exact two-time denoiser: ``flow_map(z, D, s, t) = X_{s,t}(z)``, and ``D(z, s, s) = self(z, s)``."""
         return flow_map_denoiser(z, self.flow_map(z, s, t), s, t, on_diagonal=self(z, s))
 
 

@@ -51,7 +51,10 @@ def test_anderson_rows_are_independent():
     s0 = torch.randn(3, 6, dtype=torch.float64)
     together = anderson(F, s0, 10).iterates[-1]
     for i in range(3):
-        alone = anderson(lambda s: F(s0.new_zeros(3, 6).index_copy(0, torch.tensor([i]), s))[i : i + 1], s0[i : i + 1], 10)
+        def row_only(s, i=i):  # F restricted to row i
+            return F(s0.new_zeros(3, 6).index_copy(0, torch.tensor([i]), s))[i : i + 1]
+
+        alone = anderson(row_only, s0[i : i + 1], 10)
         assert torch.allclose(alone.iterates[-1][0], together[i], atol=1e-12)
 
 

@@ -36,7 +36,8 @@ def test_forward_backward_matches_brute_force_enumeration():
     log_pi, log_p = torch.log(data.stationary), data.log_transition
     marg = torch.zeros(2, 3, 3, dtype=torch.float64)
     for seq in itertools.product(range(3), repeat=3):
-        logw = log_pi[seq[0]] + log_p[seq[0], seq[1]] + log_p[seq[1], seq[2]] + sum(ll[:, i, v] for i, v in enumerate(seq))
+        logw = log_pi[seq[0]] + log_p[seq[0], seq[1]] + log_p[seq[1], seq[2]]
+        logw = logw + sum(ll[:, i, v] for i, v in enumerate(seq))
         for i, v in enumerate(seq):
             marg[:, i, v] += logw.exp()
     marg /= marg.sum(-1, keepdim=True)
@@ -47,7 +48,8 @@ def test_slot_round_trip_and_zero_slot_is_uniform():
     data = chain(vocab=4, dim=3)
     q = torch.softmax(torch.randn(2, 5, 4, dtype=torch.float64), -1)
     assert torch.allclose(data.marginals_from_slot(q @ data.codebook), q, atol=1e-12)
-    assert torch.allclose(data.marginals_from_slot(torch.zeros(1, 1, 3, dtype=torch.float64)), torch.full((1, 1, 4), 0.25, dtype=torch.float64))
+    uniform = torch.full((1, 1, 4), 0.25, dtype=torch.float64)
+    assert torch.allclose(data.marginals_from_slot(torch.zeros(1, 1, 3, dtype=torch.float64)), uniform)
 
 
 def test_mean_field_update_outputs_expected_embeddings():
@@ -65,7 +67,8 @@ def test_sample_transitions_follow_the_chain():
     data = chain(2.0)
     _, ids = data.sample(3000, 8, generator=torch.Generator().manual_seed(3))
     counts = torch.zeros(3, 3, dtype=torch.float64)
-    counts.index_put_((ids[:, :-1].reshape(-1), ids[:, 1:].reshape(-1)), torch.ones(3000 * 7, dtype=torch.float64), accumulate=True)
+    pairs = (ids[:, :-1].reshape(-1), ids[:, 1:].reshape(-1))
+    counts.index_put_(pairs, torch.ones(3000 * 7, dtype=torch.float64), accumulate=True)
     assert torch.allclose(counts / counts.sum(1, keepdim=True), data.transition, atol=0.02)
 
 
