@@ -21,6 +21,7 @@ from pathlib import Path
 from fmlm.config import ConfigError, apply_overrides
 from fmlm.experiment import PRESETS, preset
 from fmlm.pipeline import run_experiment
+from fmlm.stages import STAGES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,9 +29,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--preset", default="embedded", choices=sorted(PRESETS))
     parser.add_argument("--quick", action="store_true", help="shorthand for --preset quick")
     parser.add_argument("--run", type=Path, default=None, help="run folder (default: runs/<preset>)")
+    parser.add_argument("--stages", default=",".join(STAGES),
+                        help="comma-separated stages to train and measure (default: all); "
+                             "'teacher,teacher-nosc' is the stage-1 study alone")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     return parser.parse_args(argv)
+
+
+def print_summary(run_dir: Path) -> None:
+    """One line per measured setting: model, sampler, steps, NFE, gen PPL, entropy."""
+    from reports import load_results
+
+    table = load_results(run_dir)
+    if table.empty:
+        return
+    cols = ["label", "sampler", "steps", "w", "gamma", "sc_mode", "fp_iterations", "sweep", "n_samples", "nfe",
+            "gen_ppl", "entropy"]
+    print("\n" + table[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     run_dir = args.run or Path("runs") / name
     try:
-        run_experiment(cfg, run_dir, progress=not args.no_progress)
+        stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
+        run_experiment(cfg, run_dir, progress=not args.no_progress, stages=stages)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -51,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0  # under torchrun, rank 0 measures and reports
     from reports import build_report
 
+    print_summary(run_dir)
     report = build_report(run_dir)
     print(f"\nrun folder: {run_dir}\nreport:     {report}\ntables:     {report.parent}/*.md\nplots:      {report.parent}/*.png")
     return 0

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from fmlm.config import to_dict
-from fmlm.data import LatentRows, load_meta, prepare, tokenizer_for
+from fmlm.data import load_meta, prepare, rows_for, tokenizer_for
 from fmlm.evaluation.evaluator import load_evaluator
 from fmlm.experiment import ExperimentConfig
 from fmlm.measure import Scoring, fixed_point_distances, measure_model, measure_reference
@@ -60,11 +60,22 @@ def bind_run_folder(run_dir: Path, cfg: ExperimentConfig) -> None:
     path.write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True) + "\n")
 
 
+def check_stages(stages: tuple[str, ...]) -> tuple[str, ...]:
+    """``stages`` in pipeline order; each needs the stage it distils to be included too."""
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stage {unknown[0]!r}; choose from {list(STAGES)}")
+    for stage in stages:
+        if stage in TEACHER_OF and TEACHER_OF[stage] not in stages:
+            raise ValueError(f"stage {stage!r} needs stage {TEACHER_OF[stage]!r} in the same run")
+    return tuple(s for s in STAGES if s in stages)
+
+
 def train_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, info: DistInfo, timer: Timer | None,
-              progress: bool = True) -> dict:
-    """Train (or reuse) every stage in order; returns the checkpoint folder of each."""
+              progress: bool = True, stages: tuple[str, ...] = STAGES) -> dict:
+    """Train (or reuse) ``stages`` in order; returns the checkpoint folder of each."""
     folders: dict[str, Path] = {}
-    for stage in STAGES:
+    for stage in check_stages(stages):
         start = time.perf_counter()
         teacher = folders.get(TEACHER_OF.get(stage, ""))
         stage_cfg = cfg.stage_config(stage)
@@ -91,9 +102,12 @@ def evaluation_plan(cfg: ExperimentConfig) -> list[tuple[str, SamplerConfig, str
             ("untrained", base, None),
         ]
         plan += [("teacher", dataclasses.replace(base, steps=n), None) for n in e.teacher_few_steps]
-        plan += [("teacher", dataclasses.replace(base, sc_mode="none"), "sc")]
+        # Self-conditioning comparison on one step count: warm start, cold start with N fixed-point
+        # iterations (N = 1 is the zero slot, i.e. no self-conditioning at sampling), the no-SC teacher.
+        sc = dataclasses.replace(base, steps=e.sc_sweep_steps)
+        plan += [("teacher", sc, "sc"), ("teacher-nosc", dataclasses.replace(sc, sc_mode="none"), "sc")]
         plan += [
-            ("teacher", dataclasses.replace(base, sc_mode="cold", fp_iterations=n, fp_solver=e.fp_solver), "sc")
+            ("teacher", dataclasses.replace(sc, sc_mode="cold", fp_iterations=n, fp_solver=e.fp_solver), "sc")
             for n in e.fp_iterations
         ]
         fm = dataclasses.replace(base, kind="ctm", w=e.flow_map_w)
@@ -114,14 +128,14 @@ def untrained_network(cfg: ExperimentConfig, meta: dict, device) -> Denoiser:
 
 def measure_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, folders: dict, device, timer: Timer,
                 progress: bool = True) -> None:
-    """Run the evaluation plan, the real-text reference and the fixed-point distance measurement."""
+    """Measure every planned setting whose model was trained (``folders``), plus the references."""
     e = cfg.evaluation
     meta = load_meta(data_folder)
     start = time.perf_counter()
     evaluator = load_evaluator(e.evaluator, cache_dir=Path(cfg.cache_dir), device=device)
     scoring = Scoring(run_dir, evaluator, tokenizer_for(data_folder), int(meta["row_len"]), e.score_batch,
                       e.max_tokens, device, progress)
-    val = LatentRows(data_folder, "val")
+    val = rows_for(data_folder, "val", device)
     measure_reference(scoring, val, e.n_samples)
     models: dict[str, Denoiser] = {}
 
@@ -132,18 +146,21 @@ def measure_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, folders
         return models[name]
 
     for name, sampler, sweep in evaluation_plan(cfg):
-        measure_model(scoring, name, model(name), sampler, e.n_samples, sweep)
+        if name == "untrained" or name in folders:
+            measure_model(scoring, name, model(name), sampler, e.samples_for(sweep), sweep)
     fp_path = run_dir / "fixed_point.json"
-    if not fp_path.exists():
+    if "fixed-point" in folders and not fp_path.exists():
         result = fixed_point_distances(model("teacher"), model("fixed-point"), val, e.fixed_point_rows,
                                        cfg.fixed_point, cfg.teacher.flow, e.teacher_w, device=device)
         fp_path.write_text(json.dumps(result, indent=2))
     timer.add("evaluate", time.perf_counter() - start)
 
 
-def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True) -> Path:
-    """Prepare data, train all stages (under torchrun: on every process), then measure on rank 0."""
+def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = True,
+                   stages: tuple[str, ...] = STAGES) -> Path:
+    """Prepare data, train ``stages`` (under torchrun: on every process), then measure on rank 0."""
     run_dir = Path(run_dir)
+    stages = check_stages(stages)
     info = init_distributed(cfg.device)
     if info.is_main:
         bind_run_folder(run_dir, cfg)
@@ -155,7 +172,7 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = 
         timer.add("prepare data", time.perf_counter() - start)
     barrier()
     data_folder = prepare(cfg.data, Path(cfg.cache_dir))  # finished above: only looks it up
-    folders = train_all(cfg, run_dir, data_folder, info, timer, progress)
+    folders = train_all(cfg, run_dir, data_folder, info, timer, progress, stages)
     shutdown()
     if info.is_main:
         measure_all(cfg, run_dir, data_folder, folders, info.device, timer, progress)

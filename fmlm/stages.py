@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fmlm.config import require, to_dict
-from fmlm.data import LatentRows
+from fmlm.data import rows_for
 from fmlm.losses.fixed_point import FixedPointConfig, FixedPointLoss
 from fmlm.losses.flow_map import FlowMapConfig, FlowMapLoss
 from fmlm.losses.teacher import TeacherConfig, TeacherLoss
@@ -124,7 +124,7 @@ def run_stage(
     teacher_dir: Path | None = None,
 ) -> Path:
     """Train ``stage`` into ``run_dir`` (resuming or reusing what is there); returns the checkpoint folder."""
-    rows = LatentRows(data_folder, "train")
+    rows = rows_for(data_folder, "train", dist_info.device)
     model, loss = build_stage(stage, cfg, rows.meta, teacher_dir)
     return train(
         model, loss, rows, cfg.train, run_dir, dist_info,

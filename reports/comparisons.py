@@ -5,7 +5,9 @@ Thresholds are fixed here, before any run is seen, and never tuned:
 - FMLM* at 1 step has a lower gen PPL than the teacher (ELF) at 1 and at 4 steps;
 - FMLM* at 4 steps has a gen PPL within ``FEW_STEP_PPL_FACTOR`` x the teacher's many-step gen PPL;
 - in each of those comparisons FMLM*'s entropy is within ``ENTROPY_REL_TOL`` of the teacher's;
-- the teacher (many steps) has a lower gen PPL than the untrained network;
+- the teacher (many steps) has a lower gen PPL than the untrained network, and its entropy and
+  log gen PPL are closer to the held-out real text's than the untrained network's are (an untrained
+  network can emit one repeated token, which scores a low gen PPL at a near-zero entropy);
 - ELF*'s one-forward distance to s* is smaller than the teacher's first-iterate F(0) distance.
 
 Comparisons use means over seeds. A non-finite number never passes. Where
@@ -67,6 +69,11 @@ def entropy_close(a: float, b: float, rel_tol: float = ENTROPY_REL_TOL) -> str:
     return judge(abs(a - b) <= rel_tol * abs(b), a, b)
 
 
+def closer(a: float, b: float, ref: float) -> str:
+    """PASS when ``a`` is closer to ``ref`` than ``b`` is."""
+    return judge(abs(a - ref) < abs(b - ref), a, b, ref)
+
+
 def _describe(row: pd.Series, stat: str) -> str:
     label = MODEL_LABELS.get(row["model"], row["label"])
     setting = fmt_setting(row)
@@ -119,8 +126,22 @@ def compare(summary: pd.DataFrame, fixed_point: dict[str, Any] | None) -> list[C
                      lambda a, b: within_factor(a, b, FEW_STEP_PPL_FACTOR))
     out += _pairwise("entropy: FMLM* 4 steps vs ELF many steps", star4, many, "FMLM* 4 steps", many_name,
                      "entropy", ent_rule, entropy_close)
-    out += _pairwise("ELF beats the untrained network", many, headline(summary, "untrained"), many_name,
+    untrained = headline(summary, "untrained")
+    out += _pairwise("ELF beats the untrained network", many, untrained, many_name,
                      "untrained network", "gen_ppl", "gen PPL(ELF) < gen PPL(untrained)", lower)
+    reference = headline(summary, "reference")
+    if not reference.empty:
+        ref = reference.iloc[0]
+        out += _pairwise("entropy: ELF closer to real text than the untrained network", many, untrained, many_name,
+                         "untrained network", "entropy",
+                         f"|H_ELF - H_text| < |H_untrained - H_text|, H_text = {ref['entropy_mean']:.3g}",
+                         lambda a, b: closer(a, b, ref["entropy_mean"]))
+        out += _pairwise("gen PPL: ELF closer to real text than the untrained network", many, untrained, many_name,
+                         "untrained network", "gen_ppl",
+                         f"|log PPL_ELF - log PPL_text| < |log PPL_untrained - log PPL_text|, "
+                         f"PPL_text = {ref['gen_ppl_mean']:.4g}",
+                         lambda a, b: closer(math.log(a), math.log(b), math.log(ref["gen_ppl_mean"]))
+                         if a > 0 and b > 0 else judge(False, a, b))
     out.append(_fixed_point_check(fixed_point))
     return out
 

@@ -16,6 +16,7 @@ from fmlm.data.dataset import LatentRows, TextDecoder, TokenRows, encoder_for, l
 from fmlm.data.encoder import FrozenEncoder, special_ids
 from fmlm.data.packing import PackStats, RowPacker, pack_rows
 from fmlm.data.cache import DataConfig, cache_name, prepare
+from fmlm.data.encoded import EncodedRows, rows_for
 from fmlm.data.whitening import RunningMoments, estimate_whitening, unwhiten, whiten
 from fmlm.data.wiki import clean_wiki_markup, wiki_to_paragraphs
 
@@ -23,6 +24,7 @@ __all__ = [
     "EMBEDDED",
     "EMBEDDED_PARTS",
     "DataConfig",
+    "EncodedRows",
     "FrozenEncoder",
     "LatentRows",
     "PackStats",
@@ -39,6 +41,7 @@ __all__ = [
     "load_meta",
     "pack_rows",
     "prepare",
+    "rows_for",
     "special_ids",
     "split_documents",
     "tokenizer_for",

@@ -41,7 +41,7 @@ def test_rules(rule, args, expected):
 
 def test_everything_passes_on_good_numbers(tmp_path):
     results = _results(tmp_path, full_records())
-    assert [c.result for c in results.values()] == [PASS] * 8
+    assert [c.result for c in results.values()] == [PASS] * 10
     beat1 = results["FMLM* 1 step beats ELF 1 step"]
     assert "110.00 ± 10.00" in beat1.left and "400.00" in beat1.right
     assert "32 steps" in results["FMLM* 4 steps within 3x of ELF many steps"].right
@@ -79,3 +79,11 @@ def test_several_headline_settings_are_all_checked(tmp_path):
     summary = summarize(load_results(write_run(tmp_path / "run", recs)))
     beat1 = [c for c in compare(summary, None) if c.check == "FMLM* 1 step beats ELF 1 step"]
     assert sorted(c.result for c in beat1) == [FAIL, PASS]
+
+
+def test_closer_rule_both_outcomes():
+    from reports.comparisons import closer
+
+    assert closer(4.0, 0.5, 4.2) == "PASS"
+    assert closer(0.5, 4.0, 4.2) == "FAIL"
+    assert closer(float("nan"), 4.0, 4.2).startswith("FAIL")
