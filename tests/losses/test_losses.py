@@ -1,0 +1,123 @@
+import dataclasses
+
+import pytest
+import torch
+
+from fmlm.losses.common import Batch, GuidanceConfig, sample_guidance
+from fmlm.losses.fixed_point import FixedPointConfig, FixedPointLoss, teacher_trajectory
+from fmlm.losses.flow_map import FlowMapConfig, FlowMapLoss
+from fmlm.losses.teacher import TeacherConfig, TeacherLoss
+from fmlm.math.interpolant import interpolate, x_to_velocity
+from fmlm.math.times import sample_logit_normal
+from fmlm.nn import Denoiser, denoiser_config
+from tests.oracle import OracleNet, gaussian
+
+
+def batch(data, n=16, length=4, seed=0):
+    x0 = data.sample(n * length, generator=torch.Generator().manual_seed(seed)).reshape(n, length, -1)
+    return Batch(ids=torch.zeros(n, length, dtype=torch.long), x0=x0)
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_guidance_scale_is_log_uniform_in_range():
+    w = sample_guidance(20000, GuidanceConfig(0.5, 5.0), gen(), "cpu", torch.float64)
+    assert float(w.min()) >= 0.5 and float(w.max()) <= 5.0
+    u = torch.log1p(w) - torch.log(torch.tensor(1.5, dtype=torch.float64))
+    assert abs(float(u.mean()) / float(torch.log(torch.tensor(6.0 / 1.5))) - 0.5) < 0.01  # log(1+w) uniform
+
+
+def test_self_conditioned_target_is_the_guided_velocity():
+    """With F(s) = D* + L(s - D*): x_uncond = (1-L) D*, x_cond = F(x_uncond) = (1-L^2) D*; the loss must be
+    MSE(v(x_cond), v_target + (1 - 1/w)(v(x_cond) - v(x_uncond)))."""
+    data, L, w = gaussian(), 0.5, 3.0
+    model = OracleNet(data, self_conditioning=True, guided=True, lipschitz=L)
+    cfg = TeacherConfig(sc_prob=1.0, guidance=GuidanceConfig(w, w))
+    b = batch(data)
+    out = TeacherLoss(cfg)(model, b, gen(1), decoder_step=False)
+    g = gen(1)  # the same draws, in the loss's order: t, eps
+    t = sample_logit_normal((16,), generator=g)
+    z = interpolate(b.x0, torch.randn(b.x0.shape, generator=g), t)
+    exact = data(z, t)
+    v = lambda x: x_to_velocity(x, z, t)  # noqa: E731
+    v_cond, v_uncond = v((1 - L * L) * exact), v((1 - L) * exact)
+    expected = (v_cond - (v(b.x0) + (1 - 1 / w) * (v_cond - v_uncond))).pow(2).mean()
+    assert float(out.loss) == pytest.approx(float(expected), rel=1e-4)
+    assert out.metrics["sc_fraction"] == 1.0
+
+
+def test_teacher_without_self_conditioning_never_fills_the_slot():
+    data = gaussian()
+    model = OracleNet(data)  # no slot: an sc argument would be an error in the real network
+    net = Denoiser(denoiser_config("tiny", latent_dim=3, vocab_size=5, max_len=4, self_conditioning=False,
+                                   guidance_tokens=0))
+    for m in (model, net):
+        out = TeacherLoss(TeacherConfig(self_conditioning=False))(m, batch(data), gen(), decoder_step=False)
+        assert torch.isfinite(out.loss)
+
+
+def test_decoder_step_trains_token_cross_entropy():
+    net = Denoiser(denoiser_config("tiny", latent_dim=3, vocab_size=5, max_len=4))
+    b = Batch(ids=torch.randint(0, 5, (4, 4)), x0=torch.randn(4, 4, 3))
+    out = TeacherLoss(TeacherConfig())(net, b, gen(), decoder_step=True)
+    assert "ce" in out.metrics and out.loss.requires_grad
+    out.loss.backward()
+    assert net.unembed.weight.grad is not None and float(net.unembed.weight.grad.abs().sum()) > 0
+
+
+def test_fixed_point_loss_is_zero_for_the_perfect_one_forward_student():
+    data = gaussian(dtype=torch.float64)
+    teacher = OracleNet(data, self_conditioning=True, guided=True, lipschitz=0.5)
+    perfect = OracleNet(data, guided=True)  # returns D* = the teacher's fixed point, whatever the slot
+    cfg = FixedPointConfig(iterations=12, cold_prob=1.0)
+    b = batch(data)
+    out = FixedPointLoss(cfg, teacher)(perfect, b, gen(), decoder_step=False)
+    assert float(out.loss) < 1e-8
+    biased = OracleNet(type(data)(data.mu * 1.2, data.var), guided=True)
+    assert float(FixedPointLoss(cfg, teacher)(biased, b, gen(), decoder_step=False).loss) > 1e-3
+
+
+def test_teacher_trajectory_converges_to_the_fixed_point():
+    data = gaussian(dtype=torch.float64)
+    teacher = OracleNet(data, self_conditioning=True, lipschitz=0.6)
+    b = batch(data)
+    t = torch.full((16,), 0.4, dtype=torch.float64)
+    z = interpolate(b.x0, torch.randn(b.x0.shape, generator=gen(), dtype=torch.float64), t)
+    traj = teacher_trajectory(teacher, z, t, None, FixedPointConfig(iterations=10))
+    assert traj.shape[0] == 11 and float(traj[0].abs().max()) == 0.0
+    assert float((traj[-1] - data(z, t)).abs().max()) < 1e-6
+
+
+def test_fixed_point_loss_trains_the_phase_bank_of_a_real_network():
+    teacher = Denoiser(denoiser_config("tiny", latent_dim=3, vocab_size=5, max_len=4))
+    student = Denoiser(dataclasses.replace(teacher.config, phase_tokens=4))
+    out = FixedPointLoss(FixedPointConfig(iterations=4, snap_tail=1, cold_prob=0.0), teacher)(
+        student, Batch(torch.zeros(6, 4, dtype=torch.long), torch.randn(6, 4, 3)), gen(), decoder_step=False)
+    out.loss.backward()
+    assert set(out.metrics) == {"global", "local", "cold_fraction"}
+    assert all(p.grad is not None for n, p in student.named_parameters() if n.startswith("phase_bank"))
+
+
+def test_flow_map_loss_vanishes_for_the_exact_flow_map_and_catches_a_wrong_one():
+    data = gaussian(dtype=torch.float64)
+    teacher = OracleNet(data)  # the one-time exact denoiser: the diagonal target
+    cfg = FlowMapConfig(boundary_prob=0.25)
+    b = batch(data, n=64)
+    out = FlowMapLoss(cfg, teacher)(OracleNet(data), b, gen(), decoder_step=False)
+    assert out.metrics["diagonal"] < 1e-10 and out.metrics["off_diagonal"] < 1e-10
+    assert 0.3 < out.metrics["diagonal_fraction"] < 0.7
+
+    class OneTime(OracleNet):  # ignores the source time: not a flow map
+        def forward(self, z, t, *, s=None, **kw):
+            return super().forward(z, t, **kw)
+
+    wrong = FlowMapLoss(cfg, teacher)(OneTime(data), b, gen(), decoder_step=False)
+    assert wrong.metrics["diagonal"] < 1e-10 and wrong.metrics["off_diagonal"] > 1e-3
+
+
+def test_flow_map_loss_is_guided_only_for_a_guided_teacher():
+    data = gaussian()
+    assert FlowMapLoss(FlowMapConfig(), OracleNet(data, guided=True)).guided
+    assert not FlowMapLoss(FlowMapConfig(), OracleNet(data)).guided

@@ -1,0 +1,33 @@
+"""The paper preset's code path (hub-style GPT-2 encoder and evaluator, latents encoded on the
+fly, Muon, ELF-B-style stage chain) at tiny size, end to end, without any download."""
+
+import json
+
+from fmlm.data import EncodedRows, prepare, rows_for
+from fmlm.pipeline import run_experiment
+from fmlm.train import checkpoint as ckpt
+from tests.pipeline.conftest import tiny_paper_config
+
+
+def test_paper_preset_runs_all_stages_at_tiny_size(tmp_path, text_folder, gpt2_folder):
+    cfg = tiny_paper_config(tmp_path, text_folder, gpt2_folder)
+    assert cfg.preset == "paper" and cfg.train_teacher.optim.optimizer == "muon" and not cfg.data.cache_latents
+    run = tmp_path / "run"
+    run_experiment(cfg, run, progress=False)
+    data = prepare(cfg.data, cfg.cache_dir)
+    assert isinstance(rows_for(data, "train"), EncodedRows)  # paper scale: no latent cache
+    for stage, expected in [("teacher", 0), ("fixed-point", 4), ("flow-map", 4), ("flow-map-nosc", 0)]:
+        meta = ckpt.read_meta(run / "stages" / stage / "checkpoint")
+        assert meta.complete and meta.step == 2
+        assert ckpt.read_denoiser_config(run / "stages" / stage / "checkpoint").phase_tokens == expected
+    records = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    models = {r["model"] for r in records}
+    assert {"reference", "untrained", "teacher", "teacher-nosc", "fixed-point", "flow-map", "flow-map-nosc"} <= models
+    for r in records:
+        assert r["n_samples"] == 2 or r["model"] == "reference"
+        per_sample = (run / r["samples_file"]).read_text().splitlines()
+        assert len(per_sample) == r["n_samples"]
+    ctm = [r for r in records if r["model"] == "flow-map" and r["sweep"] is None]
+    assert sorted(r["steps"] for r in ctm) == [1, 2, 4] and all(r["nfe"] == r["steps"] + 1 for r in ctm)
+    fp = json.loads((run / "fixed_point.json").read_text())
+    assert fp["n_rows"] == 2 and fp["student_dist"] >= 0
