@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fmlm.config import require
+from fmlm.math.interpolant import interpolate
+from fmlm.math.times import sample_logit_normal
 
 
 @dataclass
@@ -81,6 +83,14 @@ def sample_guidance(batch: int, cfg: GuidanceConfig, generator: torch.Generator,
     """Per-row ``w = (1 + w_min) * ((1 + w_max)/(1 + w_min))^U - 1``."""
     u = torch.rand(batch, generator=generator, device=device, dtype=dtype)
     return (1 + cfg.w_min) * ((1 + cfg.w_max) / (1 + cfg.w_min)) ** u - 1
+
+
+def noisy_latents(x0: Tensor, lam: float, p_mean: float, p_std: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Per-row ``t = sigmoid(N(p_mean, p_std))`` and ``z_t = t x0 + (1 - t) lam eps`` (the shared batch preparation)."""
+    t = sample_logit_normal((x0.shape[0],), generator=generator, p_mean=p_mean, p_std=p_std, device=x0.device,
+                            dtype=x0.dtype)
+    eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    return t, interpolate(x0, eps, t, lam)
 
 
 def masked_mse(pred: Tensor, target: Tensor, rows: Tensor | None = None) -> Tensor:

@@ -26,12 +26,19 @@ import torch
 from torch import nn
 
 from fmlm.config import require
-from fmlm.losses.common import Batch, DecoderConfig, GuidanceConfig, LossOutput, decoder_loss, masked_mse, sample_guidance
+from fmlm.losses.common import (
+    Batch,
+    DecoderConfig,
+    GuidanceConfig,
+    LossOutput,
+    decoder_loss,
+    masked_mse,
+    noisy_latents,
+    sample_guidance,
+)
 from fmlm.losses.teacher import FlowConfig
 from fmlm.math.consistency import RHO, TAU_E, TAU_T, consistency_time, student_map
 from fmlm.math.fixed_point import anderson
-from fmlm.math.interpolant import interpolate
-from fmlm.math.times import sample_logit_normal
 
 
 @dataclass(frozen=True)
@@ -102,8 +109,7 @@ class FixedPointLoss:
         cfg, flow = self.cfg, self.cfg.flow
         x0 = batch.x0
         b, dev, dt = batch.size, x0.device, x0.dtype
-        t = sample_logit_normal((b,), generator=generator, p_mean=flow.p_mean, p_std=flow.p_std, device=dev, dtype=dt)
-        z = interpolate(x0, torch.randn(x0.shape, generator=generator, device=dev, dtype=dt), t, flow.lam)
+        t, z = noisy_latents(x0, flow.lam, flow.p_mean, flow.p_std, generator)
         w = sample_guidance(b, cfg.guidance, generator, dev, dt)
         traj = teacher_trajectory(self.teacher, z, t, w, cfg)
         s_star = traj[-1]

@@ -28,10 +28,11 @@ from fmlm.losses.common import (
     LossOutput,
     decoder_loss,
     masked_mse,
+    noisy_latents,
     sample_guidance,
 )
-from fmlm.math.interpolant import LAM, T_EPS, interpolate, x_to_velocity
-from fmlm.math.times import P_MEAN, P_STD, sample_logit_normal
+from fmlm.math.interpolant import LAM, T_EPS, x_to_velocity
+from fmlm.math.times import P_MEAN, P_STD
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,7 @@ class TeacherLoss:
         cfg, flow = self.cfg, self.cfg.flow
         x0 = batch.x0
         b, dev, dt = batch.size, x0.device, x0.dtype
-        t = sample_logit_normal((b,), generator=generator, p_mean=flow.p_mean, p_std=flow.p_std, device=dev, dtype=dt)
-        eps = torch.randn(x0.shape, generator=generator, device=dev, dtype=dt)
-        z = interpolate(x0, eps, t, flow.lam)
+        t, z = noisy_latents(x0, flow.lam, flow.p_mean, flow.p_std, generator)
         v_target = x_to_velocity(x0, z, t, flow.t_eps)
 
         def velocity(xhat):

@@ -1,5 +1,5 @@
-"""A tiny offline stand-in for the paper's set-up: a folder of text files, a randomly
-initialised 2-layer GPT-2 (encoder and evaluator) with a small byte-level BPE tokenizer."""
+"""A tiny offline stand-in for the paper's set-up: a folder of text files and the data tests'
+randomly initialised 2-layer GPT-2 (``tiny_gpt2``: encoder and evaluator, byte-level BPE tokenizer)."""
 
 from __future__ import annotations
 
@@ -7,23 +7,7 @@ import pytest
 
 from fmlm.config import apply_overrides
 from fmlm.experiment import preset
-from tests.data.conftest import TINY_TEXTS, _tiny_bpe
-
-
-@pytest.fixture(scope="session")
-def gpt2_folder(tmp_path_factory):
-    """Same loading path as ``gpt2-large``, but local and tiny."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    folder = tmp_path_factory.mktemp("tiny_gpt2_pipeline")
-    tok = _tiny_bpe(folder, TINY_TEXTS * 4)
-    eot = tok.convert_tokens_to_ids("<|endoftext|>")
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tok), n_positions=64, n_layer=2, n_embd=32, n_head=2,
-                        bos_token_id=eot, eos_token_id=eot)
-    GPT2LMHeadModel(config).save_pretrained(folder)
-    return folder
+from tests.data.conftest import TINY_TEXTS, tiny_gpt2  # noqa: F401  (fixture, re-used)
 
 
 @pytest.fixture()

@@ -9,8 +9,8 @@ from fmlm.train import checkpoint as ckpt
 from tests.pipeline.conftest import tiny_paper_config
 
 
-def test_paper_preset_runs_all_stages_at_tiny_size(tmp_path, text_folder, gpt2_folder):
-    cfg = tiny_paper_config(tmp_path, text_folder, gpt2_folder)
+def test_paper_preset_runs_all_stages_at_tiny_size(tmp_path, text_folder, tiny_gpt2):
+    cfg = tiny_paper_config(tmp_path, text_folder, tiny_gpt2)
     assert cfg.preset == "paper" and cfg.train_teacher.optim.optimizer == "muon" and not cfg.data.cache_latents
     run = tmp_path / "run"
     run_experiment(cfg, run, progress=False)

@@ -41,13 +41,23 @@ def test_ctm_with_gamma_zero_is_the_deterministic_flow_map_sampler():
     torch.testing.assert_close(a.latents, b.latents, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["euler", "sde"])
-def test_flow_samplers_with_the_exact_denoiser_reach_the_data(kind):
+def test_euler_with_the_exact_denoiser_reaches_the_data():
+    # The paper's grid (P_mean = -1.5) ends its interior at t ~ 0.55, where the final x-prediction step
+    # returns a posterior mean (variance collapse by design); a grid reaching t ~ 0.995 checks the integration.
     data = gaussian()
-    cfg = SamplerConfig(kind=kind, steps=64, sc_mode="none", churn=1.5, batch_size=512)
+    cfg = SamplerConfig(kind="euler", steps=64, sc_mode="none", batch_size=512, p_mean=2.0, p_std=1.5)
     out = run(OracleNet(data), cfg, n=1024)
     assert moments_match(out.latents, data, tol=0.12)
     assert out.nfe == 65
+
+
+def test_sde_without_churn_is_euler():
+    # With churn > 0 the SDE sampler is not distribution-preserving even for the exact denoiser: METHOD.md's
+    # churn adds noise of std lam sqrt(alpha^2 (1-t)^2 + (1-alpha)^2) < lam (1 - t_b) (see README).
+    model = OracleNet(gaussian())
+    euler = run(model, SamplerConfig(kind="euler", steps=6, sc_mode="none"))
+    sde = run(model, SamplerConfig(kind="sde", steps=6, sc_mode="none", churn=0.0))
+    torch.testing.assert_close(euler.latents, sde.latents)
 
 
 def test_samples_do_not_depend_on_batch_size():

@@ -1,0 +1,34 @@
+"""Bad input on the command line: a one-line error naming the problem, exit code 2, nothing written."""
+
+import pytest
+
+from fmlm.cli import main
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["prepare", "data.sourse=x"], "unknown config key data.sourse"),
+    (["prepare", "data.row_len=long"], "data.row_len: expected an integer"),
+    (["train", "teacher", "train_teacher.optim.optimizer=sgd"], "train_teacher.optim.optimizer: 'sgd' is not one of"),
+    (["train", "teacher", "train_teacher.global_batch=0"], "train.global_batch: must be > 0"),
+    (["sample", "steps=0"], "sampler.steps: must be >= 1"),
+])
+def test_bad_settings_are_one_line_errors(tmp_path, capsys, argv, message):
+    argv = [argv[0], "--run", str(tmp_path / "run"), *argv[1:]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_corpus_is_a_one_line_error_and_leaves_no_cache(tmp_path, capsys):
+    cache = tmp_path / "cache"
+    assert main(["prepare", "--run", str(tmp_path / "run"), f"cache_dir={cache}",
+                 f"data.source={tmp_path / 'no_such_corpus'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no_such_corpus" in err and len(err.splitlines()) == 1
+    assert not cache.exists() or not any(p.name.startswith(("gensim", "no_such")) for p in cache.iterdir())
+
+
+def test_missing_samples_file_is_a_one_line_error(tmp_path, capsys):
+    assert main(["evaluate", "--run", str(tmp_path), str(tmp_path / "none.jsonl")]) == 2
+    assert "does not exist" in capsys.readouterr().err
