@@ -49,8 +49,10 @@ def _run_root(args: argparse.Namespace) -> Path:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from fmlm.data import prepare
 
+    from fmlm.train.distributed import resolve_device
+
     cfg = _config(args, args.overrides)
-    print(prepare(cfg.data, Path(cfg.cache_dir)))
+    print(prepare(cfg.data, Path(cfg.cache_dir), device=str(resolve_device(cfg.device))))
     return 0
 
 
@@ -62,9 +64,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = _config(args, args.overrides)
     info = init_distributed(cfg.device)
     if info.is_main:
-        prepare(cfg.data, Path(cfg.cache_dir))
+        prepare(cfg.data, Path(cfg.cache_dir), device=str(info.device))
     barrier()
-    data = prepare(cfg.data, Path(cfg.cache_dir))
+    data = prepare(cfg.data, Path(cfg.cache_dir), device=str(info.device))
     root = _run_root(args) / "stages"
     teacher = args.teacher
     if teacher is None and args.stage in TEACHER_OF:

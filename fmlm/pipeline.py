@@ -168,10 +168,10 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = 
     timer = Timer(run_dir / "timing.json") if info.is_main else None
     start = time.perf_counter()
     if info.is_main:
-        data_folder = prepare(cfg.data, Path(cfg.cache_dir))
+        data_folder = prepare(cfg.data, Path(cfg.cache_dir), device=str(info.device))
         timer.add("prepare data", time.perf_counter() - start)
     barrier()
-    data_folder = prepare(cfg.data, Path(cfg.cache_dir))  # finished above: only looks it up
+    data_folder = prepare(cfg.data, Path(cfg.cache_dir), device=str(info.device))  # finished above: a look-up
     folders = train_all(cfg, run_dir, data_folder, info, timer, progress, stages)
     shutdown()
     if info.is_main:
