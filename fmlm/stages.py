@@ -48,6 +48,7 @@ class NetworkConfig:
     heads: int = 0
     bottleneck: int = 0
     phase_tokens: int = 4  # added by the fixed-point stage
+    phase_placement: Literal["tokens", "time"] = "tokens"  # see fmlm.nn.DenoiserConfig
 
     def __post_init__(self) -> None:
         for name in ("depth", "width", "heads", "bottleneck", "phase_tokens"):
@@ -107,7 +108,8 @@ def build_stage(stage: str, cfg: StageConfig, meta: dict[str, Any], teacher_dir:
     if stage == "fixed-point":
         if not teacher.config.self_conditioning:
             raise ValueError(f"fixed-point distillation needs a self-conditioned teacher; {teacher_dir} has no slot")
-        student = Denoiser(dataclasses.replace(teacher.config, phase_tokens=cfg.network.phase_tokens or 4))
+        student = Denoiser(dataclasses.replace(teacher.config, phase_tokens=cfg.network.phase_tokens or 4,
+                                               phase_placement=cfg.network.phase_placement))
         warm_start(student, teacher.state_dict())
         return student, FixedPointLoss(cfg.fixed_point, teacher)
     student = Denoiser(teacher.config)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from fmlm.config import ConfigError, from_dict, require
 
@@ -43,6 +43,10 @@ class DenoiserConfig:
     mode_tokens: int = 4  # decoder-mode bank: learned tokens on decoder passes, zeros otherwise (0 = none)
     self_conditioning: bool = True  # input is [z, sc] (2d); False: input is z alone (the no-SC baseline)
     default_phase: float = 0.002  # tau fed to the phase bank when a caller passes none (tau_0 = e)
+    # "tokens": the phase bank is its own prefix tokens (the paper's architecture; zero tokens still take
+    # part in attention, so a warm start moves the output). "time": its tokens are added onto the time
+    # bank's, so a zero-initialised bank leaves a warm-started student exactly equal to its teacher.
+    phase_placement: Literal["tokens", "time"] = "tokens"
 
     def __post_init__(self) -> None:
         for name in ("latent_dim", "vocab_size", "max_len", "depth", "width", "heads", "bottleneck"):
@@ -90,12 +94,27 @@ class DenoiserConfig:
             "must be 0 when self_conditioning is False (the guidance scale w steers self-conditioning)",
         )
         require(
+            self.phase_placement in ("tokens", "time"),
+            "phase_placement",
+            f"must be 'tokens' or 'time', got {self.phase_placement!r}",
+        )
+        require(
+            self.phase_placement == "tokens" or self.phase_tokens in (0, self.time_tokens),
+            "phase_tokens",
+            f"must equal time_tokens ({self.time_tokens}) when phase_placement is 'time', got {self.phase_tokens}",
+        )
+        require(
             isinstance(self.default_phase, (int, float))
             and not isinstance(self.default_phase, bool)
             and math.isfinite(self.default_phase),
             "default_phase",
             f"must be a finite number, got {self.default_phase!r}",
         )
+
+    @property
+    def phase_prefix(self) -> int:
+        """Prefix positions the phase bank occupies (0 when it is added onto the time bank)."""
+        return self.phase_tokens if self.phase_placement == "tokens" else 0
 
     @property
     def head_dim(self) -> int:
@@ -110,7 +129,7 @@ class DenoiserConfig:
     @property
     def prefix_len(self) -> int:
         """Number of prefix tokens before the text: time + guidance + phase + mode."""
-        return self.time_tokens + self.guidance_tokens + self.phase_tokens + self.mode_tokens
+        return self.time_tokens + self.guidance_tokens + self.phase_prefix + self.mode_tokens
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -4,7 +4,8 @@ Forward pass (METHOD.md section 4; t = 0 pure noise, t = 1 clean data):
     x      = W_up (W_down (W_sc [z, sc] + b_sc)) + b_up     text tokens (B, L, width);
                                                           without self-conditioning W_sc is absent
     prefix = [time(t | s), guidance(w), phase(tau), mode]  in this order; absent banks are skipped;
-                                                          mode = learned tokens if decode else zeros
+                                                          mode = learned tokens if decode else zeros;
+                                                          phase_placement "time": phase added onto time
     h      = blocks([prefix, x])                          rotary on text positions 0..L-1 only
     xhat   = W_out rms_norm(h_text) + b_out               x-prediction (B, L, latent_dim)
     logits = gelu(h_text W_p + b_p) W_u + b_u             decoder mode (B, L, vocab_size)
@@ -121,11 +122,17 @@ class Denoiser(nn.Module):
             x = self.sc_mix(torch.cat([z, torch.zeros_like(z) if sc is None else sc.to(z.dtype)], dim=-1))
         x = self.bottleneck_up(self.bottleneck_down(x))
 
-        prefix = [self.time_bank(t, s)]
+        time = self.time_bank(t, s)
+        phase = None
+        if self.phase_bank is not None:
+            phase = self.phase_bank(torch.full_like(t, cfg.default_phase) if tau is None else tau)
+            if cfg.phase_placement == "time":
+                time, phase = time + phase, None
+        prefix = [time]
         if self.guidance_bank is not None:
             prefix.append(self.guidance_bank(torch.full_like(t, DEFAULT_GUIDANCE) if w is None else w))
-        if self.phase_bank is not None:
-            prefix.append(self.phase_bank(torch.full_like(t, cfg.default_phase) if tau is None else tau))
+        if phase is not None:
+            prefix.append(phase)
         if self.mode_tokens is not None:
             mode = self.mode_tokens.unsqueeze(0).expand(batch, -1, -1)
             prefix.append(mode if decode else torch.zeros_like(mode))
