@@ -86,6 +86,7 @@ class Denoiser(nn.Module):
         w: Any = None,
         tau: Any = None,
         decode: bool = False,
+        positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x-prediction (B, L, latent_dim), or logits (B, L, vocab_size) when ``decode``.
 
@@ -93,6 +94,8 @@ class Denoiser(nn.Module):
         t, s, w, tau: per-row scalars, (B,) tensors (a Python number or 0-d tensor is
         broadcast). sc: self-conditioning slot like z (None = zeros). w: guidance
         scale (None = 1, no guidance). tau: phase (None = config.default_phase).
+        positions: decoder mode only, a bool (B, L) mask; the logits of the selected tokens
+        alone are computed and returned as (N, vocab_size) (cheaper when the vocabulary is large).
         """
         cfg = self.config
         batch, length = self._check_latent(z)
@@ -144,7 +147,13 @@ class Denoiser(nn.Module):
             h = block(h, cos, sin)
         h = h[:, self.prefix_len :]
         if decode:
+            if positions is not None:
+                if positions.shape != (batch, length) or positions.dtype != torch.bool:
+                    raise ValueError(f"positions: expected a bool mask of shape ({batch}, {length})")
+                h = h[positions]
             return self.unembed(F.gelu(self.decode_proj(h)))
+        if positions is not None:
+            raise ValueError("positions: only used in decoder mode (decode=True)")
         return self.out_proj(self.out_norm(h))
 
     def _check_latent(self, z: Any) -> tuple[int, int]:
