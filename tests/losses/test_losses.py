@@ -130,7 +130,7 @@ def test_decoder_token_fraction_scores_a_subset_of_positions():
     b = Batch(ids=torch.randint(0, 5, (4, 8)), x0=torch.randn(4, 8, 3))
     full = decoder_loss(net, b, DecoderConfig(token_fraction=1.0), gen())
     part = decoder_loss(net, b, DecoderConfig(token_fraction=0.25), gen())
-    assert torch.isfinite(part.loss) and abs(float(part.loss) - float(full.loss)) < 1.0
+    assert torch.isfinite(part.loss) and abs(part.loss.item() - full.loss.item()) < 1.0
     logits = net(b.x0, torch.ones(4), decode=True, positions=torch.zeros(4, 8, dtype=torch.bool).index_fill_(1, torch.tensor([2]), True))
     assert logits.shape == (4, 5)
     with pytest.raises(ValueError, match="positions"):
