@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,10 +84,12 @@ def done_ids(run_dir: Path) -> set[str]:
 
 def _write(scoring: Scoring, record: dict[str, Any], texts: list[str], extra: list[dict] | None = None) -> dict:
     """Score ``texts``, write the per-sample file, append the record; returns the finished record."""
+    start = time.perf_counter()
     result = evaluate_texts(
         scoring.evaluator, texts, batch_size=scoring.score_batch, max_tokens=scoring.max_tokens,
         progress=scoring.progress,
     )
+    record["score_wall_s"] = time.perf_counter() - start
     eval_dir = scoring.run_dir / "eval"
     eval_dir.mkdir(parents=True, exist_ok=True)
     rows = result.rows()
