@@ -128,8 +128,9 @@ def sc_table(summary: pd.DataFrame) -> str:
     notes = []
     if sweep.empty:
         notes.append(f"The self-conditioning sweep (records with `sweep == \"sc\"`) is {NOT_MEASURED}.")
-    if heads[0].empty:
-        notes.append(f"The teacher headline (ELF, warm self-conditioning) is {NOT_MEASURED}.")
+    warm = rows_df[(rows_df["model"] == "teacher") & (rows_df["sc_mode"] == "warm")] if not rows_df.empty else rows_df
+    if warm.empty:
+        notes.append(f"The teacher with warm self-conditioning (ELF) is {NOT_MEASURED} at these steps.")
     if rows_df.empty:
         return "\n".join(notes) + "\n"
     order = sorted(
