@@ -72,11 +72,17 @@ def _describe_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)[:120]
 
 
-def _context(experiment: dict | None, results: pd.DataFrame, summary: pd.DataFrame) -> str:
+def _run_name(run: Path, experiment: dict | None) -> str:
+    """The run's recorded name, else its folder name."""
+    name = (experiment or {}).get("name")
+    return name if isinstance(name, str) and name else Path(run).resolve().name
+
+
+def _context(name: str, experiment: dict | None, results: pd.DataFrame, summary: pd.DataFrame) -> str:
     exp = experiment or {}
     seeds = sorted({int(s) for s in results["seed"]}) if not results.empty else []
     n_samples = sorted({int(n) for n in results["n_samples"].dropna()}) if not results.empty else []
-    return (f"Run **{_describe_value(exp.get('name'))}** (preset `{_describe_value(exp.get('preset'))}`), "
+    return (f"Run **{name}** (preset `{_describe_value(exp.get('preset'))}`), "
             f"evaluator `{_describe_value(_find_key(exp, 'evaluator'))}`. "
             f"{len(results)} evaluation records over {len(summary)} settings; samples per evaluated set: "
             f"{n_samples or 'not recorded'}; seeds: {seeds or 'none'}. Generative perplexity (gen PPL) is the "
@@ -181,7 +187,8 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
             written.append(name)
 
     excerpts = _excerpts(run, summary, notes)
-    parts = [f"# Report: {_describe_value((experiment or {}).get('name'))}", _context(experiment, results, summary),
+    run_name = _run_name(run, experiment)
+    parts = [f"# Report: {run_name}", _context(run_name, experiment, results, summary),
              "## Missing and notes\n\n" + ("\n".join(f"- {n}" for n in notes) if notes else "- nothing missing")]
     for name, body in bodies.items():
         parts.append(f"## {TABLES[name]}\n\n([{name}]({name}))\n\n{body.replace(chr(10) + '### ', chr(10) + '#### ')}")

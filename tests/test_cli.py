@@ -2,7 +2,7 @@
 
 import pytest
 
-from fmlm.cli import main
+from fmlm.cli import main, parse_args
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -32,3 +32,17 @@ def test_missing_corpus_is_a_one_line_error_and_leaves_no_cache(tmp_path, capsys
 def test_missing_samples_file_is_a_one_line_error(tmp_path, capsys):
     assert main(["evaluate", "--run", str(tmp_path), str(tmp_path / "none.jsonl")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_overrides_are_accepted_after_the_options():
+    args = parse_args(["train", "fixed-point", "--run", "r", "--teacher", "t", "train_fixed_point.max_steps=3", "seed=1"])
+    assert (args.stage, str(args.run), str(args.teacher)) == ("fixed-point", "r", "t")
+    assert args.overrides == ["train_fixed_point.max_steps=3", "seed=1"]
+
+
+@pytest.mark.parametrize("argv", [["train", "teacher", "--run", "r", "stray"], ["train", "--bogus"], ["evaluate", "x.jsonl", "a=1"]])
+def test_stray_arguments_are_refused(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_args(argv)
+    assert exc.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
