@@ -25,18 +25,10 @@ from fmlm.evaluation.metrics import evaluate_texts
 from fmlm.losses.fixed_point import FixedPointConfig, teacher_trajectory
 from fmlm.losses.teacher import FlowConfig
 from fmlm.math.interpolant import interpolate
+from fmlm.labels import MODEL_LABELS
 from fmlm.math.times import sample_logit_normal
 from fmlm.samplers import SamplerConfig, batch_sampler, generate
 
-LABELS = {
-    "teacher": "ELF",
-    "teacher-nosc": "ELF (no SC)",
-    "fixed-point": "ELF*",
-    "flow-map": "FMLM*",
-    "flow-map-nosc": "FMLM",
-    "untrained": "untrained network",
-    "reference": "held-out real text",
-}
 
 
 @dataclass(frozen=True)
@@ -128,7 +120,7 @@ def measure_model(
     texts = scoring.decoder.decode_batch(samples.ids)
     flow = cfg.kind in ("euler", "sde")
     record = {
-        "id": rid, "model": model_name, "label": LABELS.get(model_name, model_name), "sampler": cfg.kind,
+        "id": rid, "model": model_name, "label": MODEL_LABELS.get(model_name, model_name), "sampler": cfg.kind,
         "steps": cfg.steps, "w": cfg.w if guided else None,
         "gamma": cfg.gamma if cfg.kind == "ctm" else None,
         "churn": cfg.churn if cfg.kind == "sde" else None,
@@ -152,7 +144,7 @@ def measure_reference(scoring: Scoring, rows: LatentRows, n_samples: int) -> dic
     idx = torch.linspace(0, len(rows) - 1, n).round().long().unique()
     ids, _ = rows.batch(idx.numpy())
     record = {
-        "id": rid, "model": "reference", "label": LABELS["reference"], "sampler": "data", "steps": 0, "w": None,
+        "id": rid, "model": "reference", "label": MODEL_LABELS["reference"], "sampler": "data", "steps": 0, "w": None,
         "gamma": None, "churn": None, "sc_mode": None, "fp_iterations": None, "fp_solver": None, "grid": None,
         "seed": 0, "n_samples": len(idx), "nfe": 0, "wall_s": 0.0, "wall_s_per_sample": 0.0, "sweep": None,
     }

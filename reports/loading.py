@@ -21,18 +21,9 @@ from typing import Any
 
 import pandas as pd
 
+from fmlm.labels import MODEL_LABELS
 from reports.files import read_json_dict, read_jsonl
 
-MODEL_LABELS = {
-    "teacher": "ELF",
-    "teacher-nosc": "ELF (no SC)",
-    "fixed-point": "ELF*",
-    "flow-map": "FMLM*",
-    "flow-map-nosc": "FMLM",
-    "untrained": "untrained network",
-    "reference": "held-out real text",
-}
-"""Model name -> the label the paper uses (one name per model)."""
 
 FEW_STEP_MODELS = ("flow-map-nosc", "flow-map")
 """Models whose headline table rows are the step counts 1, 2, 4."""

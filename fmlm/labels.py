@@ -1,0 +1,12 @@
+"""The name each model goes by in results and reports (torch-free, so ``reports`` can import it)."""
+
+MODEL_LABELS = {
+    "teacher": "ELF",
+    "teacher-nosc": "ELF (no SC)",
+    "fixed-point": "ELF*",
+    "flow-map": "FMLM*",
+    "flow-map-nosc": "FMLM",
+    "untrained": "untrained network",
+    "reference": "held-out real text",
+}
+"""Model name -> the label the paper uses (one name per model)."""
