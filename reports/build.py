@@ -87,7 +87,8 @@ def _context(name: str, experiment: dict | None, results: pd.DataFrame, summary:
             f"{len(results)} evaluation records over {len(summary)} settings; samples per evaluated set: "
             f"{n_samples or 'not recorded'}; seeds: {seeds or 'none'}. Generative perplexity (gen PPL) is the "
             "evaluator's perplexity on the generated text (lower is better); entropy is the unigram entropy per "
-            "sample in nats (far below ~5.2 means repetitive text). Where several seeds exist the tables show "
+            "sample in nats (it grows with sample length; compare with the held-out real text row when there is one; "
+            "real text of 1024 tokens scores about 5.2, far below means repetitive text). Where several seeds exist the tables show "
             "mean ± sample std (ddof = 1) and n. Numbers from the paper appear only in columns labelled "
             "'paper (quoted)'.")
 

@@ -114,7 +114,7 @@ def compare(summary: pd.DataFrame, fixed_point: dict[str, Any] | None) -> list[C
     star4 = headline(summary, "flow-map", 4)
     many = teacher_many_steps(summary)
     many_name = f"ELF at its many-step setting (>= {MANY_STEP_MIN} steps)"
-    ent_rule = f"|H_FMLM* - H_ELF| <= {ENTROPY_REL_TOL:.0%} of H_ELF"
+    ent_rule = f"abs(H_FMLM* - H_ELF) <= {ENTROPY_REL_TOL:.0%} of H_ELF"
     for steps in (1, 4):
         teacher = headline(summary, "teacher", steps)
         out += _pairwise(f"FMLM* 1 step beats ELF {steps} step{'s' * (steps > 1)}", star1, teacher,
@@ -134,11 +134,11 @@ def compare(summary: pd.DataFrame, fixed_point: dict[str, Any] | None) -> list[C
         ref = reference.iloc[0]
         out += _pairwise("entropy: ELF closer to real text than the untrained network", many, untrained, many_name,
                          "untrained network", "entropy",
-                         f"|H_ELF - H_text| < |H_untrained - H_text|, H_text = {ref['entropy_mean']:.3g}",
+                         f"abs(H_ELF - H_text) < abs(H_untrained - H_text), H_text = {ref['entropy_mean']:.3g}",
                          lambda a, b: closer(a, b, ref["entropy_mean"]))
         out += _pairwise("gen PPL: ELF closer to real text than the untrained network", many, untrained, many_name,
                          "untrained network", "gen_ppl",
-                         f"|log PPL_ELF - log PPL_text| < |log PPL_untrained - log PPL_text|, "
+                         f"abs(log PPL_ELF - log PPL_text) < abs(log PPL_untrained - log PPL_text), "
                          f"PPL_text = {ref['gen_ppl_mean']:.4g}",
                          lambda a, b: closer(math.log(a), math.log(b), math.log(ref["gen_ppl_mean"]))
                          if a > 0 and b > 0 else judge(False, a, b))

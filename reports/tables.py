@@ -57,7 +57,7 @@ def main_table(summary: pd.DataFrame) -> str:
             row[col] = quoted_cell(model, steps)
         rows.append(row)
     parts = [
-        "Cells are **gen PPL / entropy** (lower gen PPL is better; entropy in nats, a healthy value is near 5.2+). "
+        "Cells are **gen PPL / entropy** (lower gen PPL is better; entropy in nats; it grows with sample length: compare with the held-out real text row, about 5.2 for real text of 1024 tokens). "
         "Measured cells use each model's headline sampler setting (records with `sweep == null`) and show "
         "mean ± sample std over seeds with n when there are several seeds.",
         f"The **paper (quoted)** columns are {PAPER_SOURCE}. They are not comparable one-to-one with a run "
