@@ -38,7 +38,8 @@ def test_separate_phase_tokens_move_a_warm_started_output():
     teacher, student = pair("tokens")
     z, t, sc = inputs()
     assert student.prefix_len == teacher.prefix_len + 4
-    assert float((student(z, t, sc=sc) - teacher(z, t, sc=sc)).abs().max()) > 1e-3
+    with torch.no_grad():
+        assert float((student(z, t, sc=sc) - teacher(z, t, sc=sc)).abs().max()) > 1e-3
 
 
 def test_trained_phase_bank_conditions_on_tau_in_both_placements():
