@@ -48,9 +48,9 @@ def test_trained_phase_bank_conditions_on_tau_in_both_placements():
         with torch.no_grad():
             for p in student.phase_bank.parameters():
                 p.add_(0.1 * torch.randn_like(p))
-        z, t, sc = inputs()
-        a = student(z, t, sc=sc, tau=torch.full((3,), 0.002))
-        b = student(z, t, sc=sc, tau=torch.full((3,), 3.0))
+            z, t, sc = inputs()
+            a = student(z, t, sc=sc, tau=torch.full((3,), 0.002))
+            b = student(z, t, sc=sc, tau=torch.full((3,), 3.0))
         assert float((a - b).abs().max()) > 1e-4, placement
 
 
