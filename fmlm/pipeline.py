@@ -47,17 +47,33 @@ class Timer:
         self.path.write_text(json.dumps(self.data, indent=2))
 
 
+def _adds_seeds_only(old: dict, new: dict) -> bool:
+    """True when ``new`` equals ``old`` except for evaluation seeds that keep every old seed."""
+    old_eval, new_eval = dict(old.get("evaluation", {})), dict(new.get("evaluation", {}))
+    old_seeds, new_seeds = old_eval.pop("seeds", []), new_eval.pop("seeds", [])
+    same_rest = {**old, "evaluation": old_eval} == {**new, "evaluation": new_eval}
+    return same_rest and set(old_seeds) <= set(new_seeds)
+
+
 def bind_run_folder(run_dir: Path, cfg: ExperimentConfig) -> None:
-    """Write ``experiment.json``, or check that the folder already holds this same configuration."""
+    """Write ``experiment.json``, or check that the folder already holds this same configuration.
+
+    The one change a finished run accepts is more evaluation seeds (``evaluation.seeds``, keeping
+    the old ones): the new seeds' records get their own ids, the recorded ones are kept.
+    """
     path = run_dir / "experiment.json"
+    new = to_dict(cfg)
     if path.exists():
         old = json.loads(path.read_text())
-        if old != to_dict(cfg):
-            changed = sorted(k for k in set(old) | set(to_dict(cfg)) if old.get(k) != to_dict(cfg).get(k))
+        if old == new:
+            return
+        if not _adds_seeds_only(old, new):
+            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             raise ValueError(f"{run_dir} holds a run with another configuration (differs in {changed}); use a new --run folder")
-        return
     run_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True) + "\n")
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(new, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
 
 
 def check_stages(stages: tuple[str, ...]) -> tuple[str, ...]:

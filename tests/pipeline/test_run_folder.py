@@ -1,0 +1,41 @@
+"""A run folder is bound to one configuration; the only accepted change is more evaluation seeds."""
+
+import dataclasses
+import json
+
+import pytest
+
+from fmlm.config import to_dict
+from fmlm.experiment import preset
+from fmlm.pipeline import bind_run_folder
+
+
+def with_seeds(cfg, seeds):
+    return dataclasses.replace(cfg, evaluation=dataclasses.replace(cfg.evaluation, seeds=seeds))
+
+
+def test_more_seeds_are_accepted_and_recorded(tmp_path):
+    cfg = preset("quick")
+    bind_run_folder(tmp_path, cfg)
+    bind_run_folder(tmp_path, cfg)  # same configuration: nothing to do
+    bind_run_folder(tmp_path, with_seeds(cfg, (0, 1, 2)))
+    stored = json.loads((tmp_path / "experiment.json").read_text())
+    assert stored == to_dict(with_seeds(cfg, (0, 1, 2)))
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda c: with_seeds(c, (1,)),  # drops seed 0
+        lambda c: dataclasses.replace(c, evaluation=dataclasses.replace(c.evaluation, n_samples=16)),
+        lambda c: dataclasses.replace(c, train_teacher=dataclasses.replace(c.train_teacher, max_steps=13)),
+    ],
+)
+def test_other_changes_are_refused_and_leave_the_folder_alone(tmp_path, change):
+    cfg = preset("quick")
+    bind_run_folder(tmp_path, cfg)
+    before = (tmp_path / "experiment.json").read_text()
+    with pytest.raises(ValueError, match="another configuration"):
+        bind_run_folder(tmp_path, change(cfg))
+    assert (tmp_path / "experiment.json").read_text() == before
