@@ -48,7 +48,6 @@ def _run_root(args: argparse.Namespace) -> Path:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from fmlm.data import prepare
-
     from fmlm.train.distributed import resolve_device
 
     cfg = _config(args, args.overrides)

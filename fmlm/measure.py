@@ -22,13 +22,11 @@ from torch import nn
 from fmlm.data import LatentRows, TextDecoder
 from fmlm.evaluation.evaluator import Evaluator
 from fmlm.evaluation.metrics import evaluate_texts
+from fmlm.labels import MODEL_LABELS
+from fmlm.losses.common import noisy_latents
 from fmlm.losses.fixed_point import FixedPointConfig, teacher_trajectory
 from fmlm.losses.teacher import FlowConfig
-from fmlm.math.interpolant import interpolate
-from fmlm.labels import MODEL_LABELS
-from fmlm.math.times import sample_logit_normal
 from fmlm.samplers import SamplerConfig, batch_sampler, generate
-
 
 
 @dataclass(frozen=True)
@@ -172,9 +170,7 @@ def fixed_point_distances(
     gen = torch.Generator().manual_seed(seed)
     n = min(n_rows, len(rows))
     _, x0 = rows.batch(torch.arange(n).numpy())
-    x0 = x0.to(device)
-    t = sample_logit_normal((n,), generator=gen, p_mean=flow.p_mean, p_std=flow.p_std).to(device)
-    z = interpolate(x0, torch.randn(x0.shape, generator=gen).to(device), t, flow.lam)
+    t, z = (v.to(device) for v in noisy_latents(x0.cpu(), flow.lam, flow.p_mean, flow.p_std, gen))  # CPU draws
     wv = torch.full((n,), float(w), device=device)
     s_star = teacher_trajectory(teacher, z, t, wv, fp)[-1]
     first = teacher(z, t, sc=None, w=wv)

@@ -117,8 +117,8 @@ def decoder_loss(
     *,
     w: Tensor | None = None,
 ) -> LossOutput:
-    """Token cross-entropy of the decoder head on ``z_dec = a x0 + (1 - a) 5 eps`` at t = 1
-    (on a random ``token_fraction`` of the positions when below 1)."""
+    """Token cross-entropy of the decoder head on ``z_dec = a x0 + (1 - a) noise_scale eps`` at t = 1
+    (paper: noise_scale 5; on a random ``token_fraction`` of the positions when below 1)."""
     x0 = batch.x0
     b, length, _ = x0.shape
     a = torch.sigmoid(torch.randn(b, length, 1, generator=generator, device=x0.device, dtype=x0.dtype) * cfg.p_std + cfg.p_mean)
