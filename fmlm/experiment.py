@@ -56,6 +56,9 @@ class EvalConfig:
     sweep_samples: int = 0  # samples per point of the w and gamma sweeps (0 = n_samples)
     w_sweep: tuple[float, ...] = (1.0, 3.0)  # FMLM* at sweep_steps, besides flow_map_w
     gamma_sweep: tuple[float, ...] = (0.0, 0.5)  # FMLM* at sweep_steps, besides its ctm_gamma
+    # The deterministic flows the flow maps distil (probability-flow ODE, Euler, no churn): ELF* at
+    # flow_map_w and the no-SC teacher at these steps, the teacher at the largest (sweep "ode").
+    ode_steps: tuple[int, ...] = (4, 32)
     fixed_point_rows: int = 64  # rows for ELF*'s distance-to-fixed-point measurement
 
     def __post_init__(self) -> None:
@@ -69,6 +72,7 @@ class EvalConfig:
         require(self.sweep_samples >= 0, "evaluation.sweep_samples", "must be >= 0 (0 = n_samples)")
         require(self.sc_sweep_steps >= 1 and self.sweep_steps >= 1, "evaluation.sweep_steps", "must be >= 1")
         require(all(n >= 1 for n in self.fp_iterations), "evaluation.fp_iterations", "must all be >= 1")
+        require(all(n >= 1 for n in self.ode_steps), "evaluation.ode_steps", "must all be >= 1")
 
     def samples_for(self, sweep: str | None) -> int:
         """Samples per set: the w and gamma sweeps may use fewer than the headline settings."""
@@ -158,7 +162,7 @@ def quick() -> ExperimentConfig:
         train_flow_map=_cpu_train(6, 16, log_every=2),
         evaluation=EvalConfig(n_samples=8, score_batch=8, sample_batch=8, max_tokens=128, teacher_steps=8,
                               fp_iterations=(1, 2), sc_sweep_steps=4, w_sweep=(1.0,), gamma_sweep=(0.0,),
-                              fixed_point_rows=8),
+                              ode_steps=(4,), fixed_point_rows=8),
     )
 
 

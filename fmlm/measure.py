@@ -23,9 +23,6 @@ from fmlm.data import LatentRows, TextDecoder
 from fmlm.evaluation.evaluator import Evaluator
 from fmlm.evaluation.metrics import evaluate_texts
 from fmlm.labels import MODEL_LABELS
-from fmlm.losses.common import noisy_latents
-from fmlm.losses.fixed_point import FixedPointConfig, teacher_trajectory
-from fmlm.losses.teacher import FlowConfig
 from fmlm.samplers import SamplerConfig, batch_sampler, generate
 
 
@@ -147,45 +144,3 @@ def measure_reference(scoring: Scoring, rows: LatentRows, n_samples: int) -> dic
         "seed": 0, "n_samples": len(idx), "nfe": 0, "wall_s": 0.0, "wall_s_per_sample": 0.0, "sweep": None,
     }
     return _write(scoring, record, scoring.decoder.decode_batch(ids), [{"index": int(i)} for i in idx])
-
-
-@torch.no_grad()
-def fixed_point_distances(
-    teacher: nn.Module,
-    student: nn.Module,
-    rows: LatentRows,
-    n_rows: int,
-    fp: FixedPointConfig,
-    flow: FlowConfig,
-    w: float,
-    seed: int = 0,
-    device: torch.device | str = "cpu",
-) -> dict[str, Any]:
-    """How far one forward lands from the teacher's fixed point s*, for ELF* and for the teacher's F(0).
-
-    Rows are held-out latents noised at logit-normal times; s* is the teacher's
-    Anderson iterate after ``fp.iterations`` steps from a zero slot. Distances
-    are root-mean-square over tokens and channels, averaged over rows.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    n = min(n_rows, len(rows))
-    _, x0 = rows.batch(torch.arange(n).numpy())
-    t, z = (v.to(device) for v in noisy_latents(x0.cpu(), flow.lam, flow.p_mean, flow.p_std, gen))  # CPU draws
-    wv = torch.full((n,), float(w), device=device)
-    s_star = teacher_trajectory(teacher, z, t, wv, fp)[-1]
-    first = teacher(z, t, sc=None, w=wv)
-    residual = teacher(z, t, sc=s_star, w=wv) - s_star
-    one = student(z, t, w=wv)
-
-    def rms(a: torch.Tensor) -> float:
-        return float(a.pow(2).flatten(1).mean(1).sqrt().mean())
-
-    return {
-        "teacher_first_iterate_dist": rms(first - s_star),
-        "student_dist": rms(one - s_star),
-        "fixed_point_residual": rms(residual),
-        "fixed_point_norm": rms(s_star),
-        "iterations": fp.iterations,
-        "w": w,
-        "n_rows": n,
-    }

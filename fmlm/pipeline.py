@@ -26,7 +26,8 @@ from fmlm.config import to_dict
 from fmlm.data import load_meta, prepare, rows_for, tokenizer_for
 from fmlm.evaluation.evaluator import load_evaluator
 from fmlm.experiment import ExperimentConfig
-from fmlm.measure import Scoring, fixed_point_distances, measure_model, measure_reference
+from fmlm.measure import Scoring, measure_model, measure_reference
+from fmlm.probes import fixed_point_distances, guidance_response
 from fmlm.nn import Denoiser
 from fmlm.samplers import SamplerConfig
 from fmlm.stages import STAGES, TEACHER_OF, run_stage
@@ -47,19 +48,37 @@ class Timer:
         self.path.write_text(json.dumps(self.data, indent=2))
 
 
-def _adds_seeds_only(old: dict, new: dict) -> bool:
-    """True when ``new`` equals ``old`` except for evaluation seeds that keep every old seed."""
+def _write_json(path: Path, data: dict) -> None:
+    """Write ``data`` to ``path`` through a temporary file, so an interrupted write leaves no partial file."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+RECORD_KEYS = ("evaluator", "n_samples", "sweep_samples", "max_tokens", "fixed_point_rows")
+"""Evaluation settings a recorded measurement depends on without naming them in its id."""
+
+
+def _adds_measurements_only(old: dict, new: dict) -> bool:
+    """True when ``new`` differs from ``old`` only in what is measured, never in how a record was made.
+
+    Training, data and network settings must be equal; so must ``RECORD_KEYS``; every old evaluation
+    seed must stay. Other evaluation settings (seeds, step counts, sweeps) may change: a record's id
+    names its model, sampler setting, sweep and seed, so recorded ones stay valid and new ones are added.
+    """
     old_eval, new_eval = dict(old.get("evaluation", {})), dict(new.get("evaluation", {}))
-    old_seeds, new_seeds = old_eval.pop("seeds", []), new_eval.pop("seeds", [])
-    same_rest = {**old, "evaluation": old_eval} == {**new, "evaluation": new_eval}
-    return same_rest and set(old_seeds) <= set(new_seeds)
+    if {**old, "evaluation": None} != {**new, "evaluation": None}:
+        return False
+    if any(old_eval.get(k) != new_eval.get(k) for k in RECORD_KEYS):
+        return False
+    return set(old_eval.get("seeds", [])) <= set(new_eval.get("seeds", []))
 
 
 def bind_run_folder(run_dir: Path, cfg: ExperimentConfig) -> None:
     """Write ``experiment.json``, or check that the folder already holds this same configuration.
 
-    The one change a finished run accepts is more evaluation seeds (``evaluation.seeds``, keeping
-    the old ones): the new seeds' records get their own ids, the recorded ones are kept.
+    A finished run accepts changes that only add measurements (``_adds_measurements_only``: more
+    seeds, step counts or sweeps); recorded evaluations are kept and the new ones get their own ids.
     """
     path = run_dir / "experiment.json"
     new = to_dict(cfg)
@@ -67,13 +86,14 @@ def bind_run_folder(run_dir: Path, cfg: ExperimentConfig) -> None:
         old = json.loads(path.read_text())
         if old == new:
             return
-        if not _adds_seeds_only(old, new):
+        if not _adds_measurements_only(old, new):
             changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            if changed == ["evaluation"]:
+                changed = [f"evaluation.{k}" for k in RECORD_KEYS
+                           if old["evaluation"].get(k) != new["evaluation"].get(k)] or ["evaluation.seeds"]
             raise ValueError(f"{run_dir} holds a run with another configuration (differs in {changed}); use a new --run folder")
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(new, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    _write_json(path, new)
 
 
 def check_stages(stages: tuple[str, ...]) -> tuple[str, ...]:
@@ -133,6 +153,14 @@ def evaluation_plan(cfg: ExperimentConfig) -> list[tuple[str, SamplerConfig, str
         sw = dataclasses.replace(fm, steps=e.sweep_steps, gamma=sweep_gamma)
         plan += [("flow-map", dataclasses.replace(sw, w=w), "w") for w in (*e.w_sweep, e.flow_map_w)]
         plan += [("flow-map", dataclasses.replace(sw, gamma=g), "gamma") for g in (*e.gamma_sweep, sweep_gamma)]
+        # The probability-flow ODE each flow map distils: ELF* at the flow maps' w (FMLM*), the no-SC
+        # teacher (FMLM); the teacher's own ODE at the most steps, beside its SDE headline.
+        ode = dataclasses.replace(base, kind="euler", churn=0.0, sc_mode="none")
+        for n in e.ode_steps:
+            plan += [("fixed-point", dataclasses.replace(ode, steps=n, w=e.flow_map_w), "ode"),
+                     ("teacher-nosc", dataclasses.replace(ode, steps=n), "ode")]
+        if e.ode_steps:
+            plan.append(("teacher", dataclasses.replace(base, kind="euler", churn=0.0, steps=max(e.ode_steps)), "ode"))
     return plan
 
 
@@ -168,7 +196,12 @@ def measure_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, folders
     if "fixed-point" in folders and not fp_path.exists():
         result = fixed_point_distances(model("teacher"), model("fixed-point"), val, e.fixed_point_rows,
                                        cfg.fixed_point, cfg.teacher.flow, e.teacher_w, device=device)
-        fp_path.write_text(json.dumps(result, indent=2))
+        _write_json(fp_path, result)
+    guidance_path = run_dir / "guidance.json"
+    if "teacher" in folders and not guidance_path.exists():
+        result = guidance_response(model("teacher"), val, e.fixed_point_rows, cfg.teacher.flow, e.flow_map_w,
+                                   device=device)
+        _write_json(guidance_path, result)
     timer.add("evaluate", time.perf_counter() - start)
 
 

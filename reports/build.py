@@ -15,8 +15,10 @@ import pandas as pd
 
 from reports.comparisons import compare, comparisons_markdown
 from reports.files import write_text_atomic
-from reports.loading import (MODEL_LABELS, check_run_folder, load_experiment, load_fixed_point, load_results,
-                             load_stage_metrics, load_timing)
+from reports.flows import flows_table
+from reports.guidance import guidance_table
+from reports.loading import (MODEL_LABELS, check_run_folder, load_experiment, load_fixed_point, load_guidance,
+                             load_results, load_stage_metrics, load_timing)
 from reports.plots import ppl_vs_entropy, ppl_vs_steps, training_curves
 from reports.summary import fmt_num, missing, steps_text, summarize
 from reports.tables import cost_table, main_table, sc_table
@@ -26,6 +28,8 @@ TABLES = {
     "comparisons.md": "Measured comparisons",
     "cost_table.md": "Cost of each evaluated setting",
     "self_conditioning_table.md": "Self-conditioning: warm, none, cold with N fixed-point iterations",
+    "flows_table.md": "Flow maps and the deterministic flows they distil",
+    "guidance_table.md": "Guidance response of the teacher",
 }
 PLOTS = {
     "ppl_vs_steps.png": "gen PPL vs steps",
@@ -164,6 +168,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
     experiment = _optional(load_experiment, run, "experiment.json", notes, required=True)
     timing = _optional(load_timing, run, "timing.json", notes, required=True)
     fixed_point = _optional(load_fixed_point, run, "fixed_point.json", notes, required=False)
+    guidance = _optional(load_guidance, run, "guidance.json", notes, required=False)
     metrics = load_stage_metrics(run)
     if not metrics:
         notes.append("no training curves (stages/*/metrics.jsonl) found")
@@ -174,6 +179,8 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
         "comparisons.md": comparisons_markdown(compare(summary, fixed_point)),
         "cost_table.md": cost_table(summary),
         "self_conditioning_table.md": sc_table(summary),
+        "flows_table.md": flows_table(summary),
+        "guidance_table.md": guidance_table(guidance),
     }
     for name, body in bodies.items():
         write_text_atomic(out / name, f"# {TABLES[name]}\n\n{body}")

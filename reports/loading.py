@@ -7,6 +7,7 @@ Contract of a run folder::
     eval/<id>.jsonl                 per-sample records
     timing.json                     {"stages": {stage: seconds}, "total_s": seconds}
     fixed_point.json                (optional) {"teacher_first_iterate_dist", "student_dist", "n_rows", ...}
+    guidance.json                   (optional) {"w", "n_rows", "by_t": [{"t", "response", "target", "ratio"}]}
     stages/<stage>/metrics.jsonl    training curves {"step", "loss", ...}
 
 A folder is a run folder when it holds ``experiment.json`` or ``results.jsonl``;
@@ -166,6 +167,24 @@ def load_fixed_point(run_dir: Path | str) -> dict[str, Any] | None:
         if key not in data:
             raise ValueError(f"{path}: missing key {key!r}")
         data[key] = _check_value(data[key], _NUM, True, f"{path}: {key}")
+    return data
+
+
+def load_guidance(run_dir: Path | str) -> dict[str, Any] | None:
+    """``guidance.json`` with every per-time entry checked to hold numbers; None if absent."""
+    path = Path(run_dir) / "guidance.json"
+    if not path.is_file():
+        return None
+    data = read_json_dict(path)
+    by_t = data.get("by_t")
+    if not isinstance(by_t, list) or not all(isinstance(e, dict) for e in by_t):
+        raise ValueError(f"{path}: 'by_t' must be a list of objects")
+    for i, entry in enumerate(by_t):
+        for key in ("t", "response", "target", "ratio"):
+            if key not in entry:
+                raise ValueError(f"{path}: by_t[{i}] misses key {key!r}")
+            entry[key] = _check_value(entry[key], _NUM, True, f"{path}: by_t[{i}].{key}")
+    data["w"] = _check_value(data.get("w"), _NUM, True, f"{path}: w")
     return data
 
 

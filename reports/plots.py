@@ -18,6 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from reports.files import save_figure_atomic
+from reports.flows import ODE_SWEEP
 from reports.loading import MODEL_LABELS
 from reports.summary import fmt_num, missing, steps_text
 
@@ -40,11 +41,15 @@ def _label(model: str) -> str:
 
 
 def ppl_vs_steps(summary: pd.DataFrame, path: Path) -> list[str]:
-    """Gen PPL (mean, error bars = std over seeds) against steps, one line per model and sampler."""
+    """Gen PPL (mean, error bars = std over seeds) against steps, one line per model and sampler.
+
+    Headline settings are solid lines; the deterministic ODE references (sweep "ode") dashed.
+    """
     if summary.empty:
         return [f"{path.name}: not written (no results)"]
     heads = summary[summary["sweep"].isna()]
-    curves = heads[(heads["model"] != "reference") & (heads["steps"] > 0)]
+    shown = summary[summary["sweep"].isna() | (summary["sweep"] == ODE_SWEEP)]
+    curves = shown[(shown["model"] != "reference") & (shown["steps"] > 0)]
     refs = heads[heads["model"] == "reference"]
     notes: list[str] = []
     fig = _figure()
@@ -60,8 +65,9 @@ def ppl_vs_steps(summary: pd.DataFrame, path: Path) -> list[str]:
         if rows.empty:
             continue
         err = np.nan_to_num(rows["gen_ppl_std"].to_numpy(dtype=float), nan=0.0, posinf=0.0)
-        ax.errorbar(rows["steps"], rows["gen_ppl_mean"], yerr=err, marker="o", capsize=3,
-                    label=f"{_label(model)} ({sampler})")
+        ode = sampler == "euler"
+        ax.errorbar(rows["steps"], rows["gen_ppl_mean"], yerr=err, marker="s" if ode else "o", capsize=3,
+                    linestyle="--" if ode else "-", label=f"{_label(model)} ({'ODE, ' if ode else ''}{sampler})")
         drawn += 1
     for _, ref in refs.iterrows():
         if _drawable(ref["gen_ppl_mean"]):
@@ -78,7 +84,7 @@ def ppl_vs_steps(summary: pd.DataFrame, path: Path) -> list[str]:
     ax.set_yscale("log")
     ax.set_xlabel("sampling steps")
     ax.set_ylabel("generative perplexity (log scale)")
-    ax.set_title("gen PPL vs steps (headline settings; bars: std over seeds)")
+    ax.set_title("gen PPL vs steps (headlines; dashed: ODE; bars: std over seeds)")
     ax.legend(fontsize="small")
     save_figure_atomic(fig, path)
     return notes

@@ -29,5 +29,10 @@ def test_paper_preset_runs_all_stages_at_tiny_size(tmp_path, text_folder, tiny_g
         assert len(per_sample) == r["n_samples"]
     ctm = [r for r in records if r["model"] == "flow-map" and r["sweep"] is None]
     assert sorted(r["steps"] for r in ctm) == [1, 2, 4] and all(r["nfe"] == r["steps"] + 1 for r in ctm)
+    ode = sorted((r["model"], r["steps"], r["sampler"], r["w"]) for r in records if r["sweep"] == "ode")
+    assert ode == [("fixed-point", 1, "euler", 5.0), ("fixed-point", 3, "euler", 5.0), ("teacher", 3, "euler", 3.0),
+                   ("teacher-nosc", 1, "euler", None), ("teacher-nosc", 3, "euler", None)]
     fp = json.loads((run / "fixed_point.json").read_text())
     assert fp["n_rows"] == 2 and fp["student_dist"] >= 0
+    guidance = json.loads((run / "guidance.json").read_text())
+    assert guidance["w"] == 5.0 and len(guidance["by_t"]) == 5 and not list(run.glob("*.tmp"))

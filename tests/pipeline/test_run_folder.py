@@ -1,4 +1,5 @@
-"""A run folder is bound to one configuration; the only accepted change is more evaluation seeds."""
+"""A run folder is bound to one configuration; the accepted changes only add measurements
+(more seeds, step counts or sweeps)."""
 
 import dataclasses
 import json
@@ -24,11 +25,24 @@ def test_more_seeds_are_accepted_and_recorded(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_more_settings_are_accepted_and_a_field_new_to_the_folder_too(tmp_path):
+    cfg = preset("quick")
+    bind_run_folder(tmp_path, cfg)
+    old = json.loads((tmp_path / "experiment.json").read_text())
+    del old["evaluation"]["ode_steps"]  # a folder written before the field existed
+    (tmp_path / "experiment.json").write_text(json.dumps(old))
+    more = dataclasses.replace(cfg, evaluation=dataclasses.replace(cfg.evaluation, ode_steps=(1, 4), w_sweep=(1.0, 2.0)))
+    bind_run_folder(tmp_path, more)
+    assert json.loads((tmp_path / "experiment.json").read_text()) == to_dict(more)
+
+
 @pytest.mark.parametrize(
     "change",
     [
         lambda c: with_seeds(c, (1,)),  # drops seed 0
         lambda c: dataclasses.replace(c, evaluation=dataclasses.replace(c.evaluation, n_samples=16)),
+        lambda c: dataclasses.replace(c, evaluation=dataclasses.replace(c.evaluation, max_tokens=64)),
+        lambda c: dataclasses.replace(c, evaluation=dataclasses.replace(c.evaluation, evaluator="gpt2")),
         lambda c: dataclasses.replace(c, train_teacher=dataclasses.replace(c.train_teacher, max_steps=13)),
     ],
 )
@@ -36,6 +50,7 @@ def test_other_changes_are_refused_and_leave_the_folder_alone(tmp_path, change):
     cfg = preset("quick")
     bind_run_folder(tmp_path, cfg)
     before = (tmp_path / "experiment.json").read_text()
-    with pytest.raises(ValueError, match="another configuration"):
+    with pytest.raises(ValueError, match="another configuration") as err:
         bind_run_folder(tmp_path, change(cfg))
+    assert "\n" not in str(err.value)
     assert (tmp_path / "experiment.json").read_text() == before
