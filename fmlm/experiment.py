@@ -59,7 +59,7 @@ class EvalConfig:
     # The deterministic flows the flow maps distil (probability-flow ODE, Euler, no churn): ELF* at
     # flow_map_w and the no-SC teacher at these steps, the teacher at the largest (sweep "ode").
     ode_steps: tuple[int, ...] = (4, 32)
-    fixed_point_rows: int = 64  # rows for ELF*'s distance-to-fixed-point measurement
+    fixed_point_rows: int = 64  # held-out rows for the one-forward probes (distance to s*, guidance response)
 
     def __post_init__(self) -> None:
         require(self.n_samples >= 1, "evaluation.n_samples", "must be >= 1")

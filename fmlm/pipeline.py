@@ -160,7 +160,7 @@ def evaluation_plan(cfg: ExperimentConfig) -> list[tuple[str, SamplerConfig, str
             plan += [("fixed-point", dataclasses.replace(ode, steps=n, w=e.flow_map_w), "ode"),
                      ("teacher-nosc", dataclasses.replace(ode, steps=n), "ode")]
         if e.ode_steps:
-            plan.append(("teacher", dataclasses.replace(base, kind="euler", churn=0.0, steps=max(e.ode_steps)), "ode"))
+            plan.append(("teacher", dataclasses.replace(ode, steps=max(e.ode_steps), sc_mode=base.sc_mode), "ode"))
     return plan
 
 

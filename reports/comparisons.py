@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from reports.loading import MODEL_LABELS
-from reports.summary import fmt_num, fmt_setting, fmt_stat, headline, steps_text
+from reports.summary import NOT_MEASURED, fmt_num, fmt_setting, fmt_stat, headline, steps_text
 
 ENTROPY_REL_TOL = 0.10
 """Entropy may differ from the teacher's by at most 10% (relative), else the text is degenerate or noisy."""
@@ -33,7 +33,7 @@ FEW_STEP_PPL_FACTOR = 3.0
 MANY_STEP_MIN = 5
 """The teacher's many-step reference is its headline with the most steps, and it must have at least this many."""
 
-PASS, FAIL, NOT_MEASURED = "PASS", "FAIL", "not measured"
+PASS, FAIL = "PASS", "FAIL"
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,11 @@ from __future__ import annotations
 import pandas as pd
 
 from reports.loading import MODEL_LABELS
-from reports.summary import fmt_num, fmt_ppl_entropy, fmt_setting, headline
+from reports.summary import NOT_MEASURED, fmt_num, fmt_ppl_entropy, fmt_setting, headline, markdown_table
 
 ODE_SWEEP = "ode"
 SOURCES = (("flow-map", "fixed-point"), ("flow-map-nosc", "teacher-nosc"))
 """(flow map, the model whose ODE it distils)."""
-NOT_MEASURED = "not measured"
 
 
 def ode_rows(summary: pd.DataFrame, model: str, steps: int | None = None) -> pd.DataFrame:
@@ -46,10 +45,6 @@ def _ratio(num: pd.DataFrame, den: pd.DataFrame) -> str:
     if len(num) != 1 or len(den) != 1:
         return "-"
     return fmt_num(num.iloc[0]["gen_ppl_mean"] / den.iloc[0]["gen_ppl_mean"], 2)
-
-
-def _markdown(rows: list[dict]) -> str:
-    return pd.DataFrame(rows, columns=list(rows[0])).to_markdown(index=False, disable_numparse=True)
 
 
 def distillation_rows(summary: pd.DataFrame) -> list[dict]:
@@ -85,9 +80,9 @@ def sampler_rows(summary: pd.DataFrame) -> list[dict]:
         sde = sde[sde["sampler"] != r["sampler"]]
         if sde.empty:
             continue
+        ode = pd.DataFrame([r])
         rows.append({"model": MODEL_LABELS.get(r["model"], r["model"]), "steps": str(r["steps"]),
-                     "ODE": _cell(pd.DataFrame([r])), "headline (SDE)": _cell(sde),
-                     "ratio: ODE / SDE gen PPL": _ratio(pd.DataFrame([r]), sde)})
+                     "ODE": _cell(ode), "headline (SDE)": _cell(sde), "ratio: ODE / SDE gen PPL": _ratio(ode, sde)})
     return rows
 
 
@@ -102,8 +97,8 @@ def flows_table(summary: pd.DataFrame) -> str:
     if not distil and not sampler:
         return head + f"\n\nNo records with `sweep == \"{ODE_SWEEP}\"`: {NOT_MEASURED}.\n"
     parts = [head]
-    parts.append("### Flow maps vs the ODE they distil\n\n" + (_markdown(distil) if distil else NOT_MEASURED))
-    parts.append("### ODE vs SDE of the same model\n\n" + (_markdown(sampler) if sampler else NOT_MEASURED))
+    parts.append("### Flow maps vs the ODE they distil\n\n" + (markdown_table(distil) if distil else NOT_MEASURED))
+    parts.append("### ODE vs SDE of the same model\n\n" + (markdown_table(sampler) if sampler else NOT_MEASURED))
     return "\n\n".join(parts) + "\n"
 
 

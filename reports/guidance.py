@@ -11,11 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
-
-from reports.summary import fmt_num
-
-NOT_MEASURED = "not measured"
+from reports.summary import NOT_MEASURED, fmt_num, markdown_table
 
 
 def guidance_table(guidance: dict[str, Any] | None) -> str:
@@ -31,7 +27,7 @@ def guidance_table(guidance: dict[str, Any] | None) -> str:
             "channels, mean over rows). Ratio 1: the teacher learned the guided target; ratio 0: it ignores w.")
     if not rows:
         return head + f"\n\nNo flow times recorded: {NOT_MEASURED}.\n"
-    return head + "\n\n" + pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) + "\n"
+    return head + "\n\n" + markdown_table(rows) + "\n"
 
 
 __all__ = ["guidance_table"]

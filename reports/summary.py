@@ -19,6 +19,9 @@ from reports.loading import MODEL_LABELS, SETTING_KEYS
 GROUP_KEYS = SETTING_KEYS + ("sweep",)
 """A headline setting and the same setting inside a sweep are kept apart."""
 
+NOT_MEASURED = "not measured"
+"""What every table prints where a measurement is absent."""
+
 _AGGREGATED = ("gen_ppl", "entropy", "nfe", "wall_s_per_sample")
 
 SUMMARY_COLUMNS = (
@@ -136,6 +139,11 @@ def fmt_ppl_entropy(row: pd.Series | dict) -> str:
     """The paper's cell: ``gen PPL / entropy`` (each ``mean ± std`` when there are several seeds)."""
     cell = f"{fmt_stat(row, 'gen_ppl')} / {fmt_stat(row, 'entropy')}"
     return cell + (f" (n={row['n_records']})" if row["n_records"] > 1 else "")
+
+
+def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
+    """``rows`` as a markdown table (columns: ``columns``, else the first row's keys); cells are kept as text."""
+    return pd.DataFrame(rows, columns=columns or list(rows[0])).to_markdown(index=False, disable_numparse=True)
 
 
 def fmt_setting(row: pd.Series | dict) -> str:

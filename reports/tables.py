@@ -10,9 +10,9 @@ import pandas as pd
 
 from reports.loading import FEW_STEP_MODELS, MODEL_LABELS
 from reports.paper import PAPER_GEN_PPL_ENTROPY, PAPER_SOURCE, quoted_cell
-from reports.summary import fmt_num, fmt_ppl_entropy, fmt_setting, fmt_stat, headline, steps_text
+from reports.summary import (NOT_MEASURED, fmt_num, fmt_ppl_entropy, fmt_setting, fmt_stat, headline, markdown_table,
+                             steps_text)
 
-NOT_MEASURED = "not measured"
 PAPER_STEPS = (1, 2, 4)
 """The few-step rows of the paper's table."""
 
@@ -20,10 +20,6 @@ _SIDE_MODELS = ("teacher", "fixed-point", "teacher-nosc", "untrained", "referenc
 """Models shown at their own step counts beside the few-step table."""
 
 _SC_ORDER = {"warm": 0, "none": 1, "cold": 2}
-
-
-def _markdown(rows: list[dict], columns: list[str]) -> str:
-    return pd.DataFrame(rows, columns=columns).to_markdown(index=False, disable_numparse=True)
 
 
 def _sampler_tag(row: pd.Series) -> str:
@@ -62,7 +58,7 @@ def main_table(summary: pd.DataFrame) -> str:
         "mean ± sample std over seeds with n when there are several seeds.",
         f"The **paper (quoted)** columns are {PAPER_SOURCE}. They are not comparable one-to-one with a run "
         "that uses another corpus, evaluator, sample count or model size.",
-        _markdown(rows, ["steps", *measured_cols, *quoted_cols]),
+        markdown_table(rows, ["steps", *measured_cols, *quoted_cols]),
     ]
     used = []
     for model in FEW_STEP_MODELS:
@@ -88,7 +84,7 @@ def side_table(summary: pd.DataFrame) -> str:
             rows.append({"model": f"{label} ({model})", "sampler": r["sampler"], "steps": str(r["steps"]),
                          "setting": fmt_setting(r), "NFE": fmt_num(r["nfe_mean"], 0),
                          "gen PPL / entropy": fmt_ppl_entropy(r)})
-    return _markdown(rows, ["model", "sampler", "steps", "setting", "NFE", "gen PPL / entropy"]) + "\n"
+    return markdown_table(rows, ["model", "sampler", "steps", "setting", "NFE", "gen PPL / entropy"]) + "\n"
 
 
 def cost_table(summary: pd.DataFrame) -> str:
@@ -106,7 +102,7 @@ def cost_table(summary: pd.DataFrame) -> str:
         rows.append(row)
     head = ("One row per evaluated setting (repeats over seeds merged: mean ± sample std, n records). "
             "NFE counts network evaluations per sample; wall time is measured per sample on the run's device.")
-    return head + "\n\n" + _markdown(rows, list(rows[0])) + "\n"
+    return head + "\n\n" + markdown_table(rows, list(rows[0])) + "\n"
 
 
 def _scaled(row: pd.Series, name: str, factor: float) -> str:
@@ -151,7 +147,7 @@ def sc_table(summary: pd.DataFrame) -> str:
                      "gen PPL": fmt_stat(r, "gen_ppl"), "entropy": fmt_stat(r, "entropy"), "n": str(r["n_records"])})
     head = ("Warm: the slot carries the previous step's estimate (one forward per step); none: empty slot; "
             "cold: the slot starts empty at every step and is refined by N fixed-point iterations.")
-    return "\n\n".join([head, *notes, _markdown(rows, list(rows[0]))]) + "\n"
+    return "\n\n".join([head, *notes, markdown_table(rows, list(rows[0]))]) + "\n"
 
 
 __all__ = ["main_table", "side_table", "cost_table", "sc_table", "NOT_MEASURED", "PAPER_GEN_PPL_ENTROPY"]
