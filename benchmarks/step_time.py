@@ -56,18 +56,21 @@ def main() -> None:
     meta = {"dim": dim, "vocab_size": vocab, "row_len": length}
     teacher = Denoiser(cfg.network.denoiser(meta, self_conditioning=True)).to(device)
     student = Denoiser(dataclasses.replace(teacher.config, phase_tokens=4)).to(device)
+    flow_map = Denoiser(dataclasses.replace(student.config)).to(device)
     print(f"network: {count_parameters(teacher) / 1e6:.1f}M parameters, batch {args.batch} x {length} tokens, {device}")
     batch = Batch(torch.randint(0, vocab, (args.batch, length), device=device),
                   torch.randn(args.batch, length, dim, device=device))
     use_bf16 = cfg.train_teacher.precision == "bf16" or (cfg.train_teacher.precision == "auto" and device.type == "cuda")
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
+    # Losses are built when their case runs: the distillation losses freeze the model they are given.
     cases = [
-        ("teacher", teacher, TeacherLoss(cfg.teacher), cfg.train_teacher),
-        ("fixed-point", student, FixedPointLoss(cfg.fixed_point, teacher), cfg.train_fixed_point),
-        ("flow-map", student, FlowMapLoss(cfg.flow_map, student), cfg.train_flow_map),
+        ("teacher", teacher, lambda: TeacherLoss(cfg.teacher), cfg.train_teacher),
+        ("fixed-point", student, lambda: FixedPointLoss(cfg.fixed_point, teacher), cfg.train_fixed_point),
+        ("flow-map", flow_map, lambda: FlowMapLoss(cfg.flow_map, student), cfg.train_flow_map),
     ]
     gen = torch.Generator(device=device).manual_seed(0)
-    for name, model, loss, train in cases:
+    for name, model, make_loss, train in cases:
+        loss = make_loss()
         opts = build_optimizers(model, train.optim)
         set_lr(opts, 1e-4)
         for decoder in (False, True):
