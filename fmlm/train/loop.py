@@ -71,6 +71,7 @@ class Schedule:
     steps_per_epoch: int
     total_steps: int
     warmup_steps: int
+    decay_steps: int
     micro_batch: int
     accumulation: int
 
@@ -88,7 +89,8 @@ def make_schedule(cfg: TrainConfig, n_rows: int, world_size: int) -> Schedule:
         raise ValueError(f"the training split has {n_rows} rows, fewer than train.global_batch={cfg.global_batch}")
     total = cfg.max_steps if cfg.max_steps > 0 else math.ceil(cfg.epochs * spe)
     warmup = round(cfg.optim.warmup_epochs * spe)
-    return Schedule(spe, total, warmup, micro, per_rank // micro)
+    decay = round(cfg.optim.decay_fraction * total)
+    return Schedule(spe, total, warmup, decay, micro, per_rank // micro)
 
 
 def step_rows(step: int, n_rows: int, global_batch: int, seed: int) -> torch.Tensor:
@@ -192,7 +194,7 @@ def train(
     model.train()
     try:
         for step in range(start, sched.total_steps):
-            lr = lr_at(step, peak, sched.warmup_steps)
+            lr = lr_at(step, peak, sched.warmup_steps, sched.total_steps, sched.decay_steps)
             set_lr(optimizers, lr)
             decoder_step = is_decoder_step(cfg.seed, step, loss_fn.decoder_prob)
             global_rows = step_rows(step, len(rows), cfg.global_batch, cfg.seed)

@@ -4,7 +4,9 @@ Muon (``torch.optim.Muon``) updates the 2-D weight matrices of the transformer
 blocks; AdamW (betas 0.9, 0.95) updates everything else (input and output
 projections, prefix banks, norms, biases, the decoder head).
 ``lr = base_lr * global_batch / 256`` (paper: 0.001 x 512 / 256 = 0.002),
-linear warm-up then constant.
+linear warm-up then constant. ``decay_fraction > 0`` adds a linear decay to zero
+over that final fraction of the steps (warm-up / stable / decay); the paper's
+schedule is ``decay_fraction = 0``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.0
     warmup_epochs: float = 0.5
+    decay_fraction: float = 0.0  # final fraction of the steps over which lr decays linearly to 0
     grad_clip: float = 1.0
     ema_decay: float = 0.9999
     ema_warmup: bool = False
@@ -41,6 +44,7 @@ class OptimConfig:
         require(all(0 <= b < 1 for b in self.betas), "optim.betas", f"must lie in [0, 1), got {self.betas}")
         require(self.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
         require(self.warmup_epochs >= 0, "optim.warmup_epochs", "must be >= 0")
+        require(0 <= self.decay_fraction <= 1, "optim.decay_fraction", f"must lie in [0, 1], got {self.decay_fraction}")
         require(self.grad_clip > 0, "optim.grad_clip", "must be > 0")
         require(0 <= self.ema_decay < 1, "optim.ema_decay", f"must lie in [0, 1), got {self.ema_decay}")
 
@@ -49,11 +53,16 @@ class OptimConfig:
         return self.lr if self.lr > 0 else self.base_lr * global_batch / 256
 
 
-def lr_at(step: int, peak_lr: float, warmup_steps: int) -> float:
-    """Linear warm-up from 0 to ``peak_lr`` over ``warmup_steps``, then constant."""
-    if warmup_steps <= 0 or step >= warmup_steps:
-        return peak_lr
-    return peak_lr * (step + 1) / warmup_steps
+def lr_at(step: int, peak_lr: float, warmup_steps: int, total_steps: int = 0, decay_steps: int = 0) -> float:
+    """Linear warm-up from 0 to ``peak_lr`` over ``warmup_steps``, constant, then (``decay_steps > 0``)
+    a linear decay over the last ``decay_steps`` of ``total_steps``: ``peak_lr * (total_steps - step) /
+    decay_steps``, so the last step runs at ``peak_lr / decay_steps`` and no step at 0."""
+    scale = 1.0
+    if warmup_steps > 0 and step < warmup_steps:
+        scale = (step + 1) / warmup_steps
+    if decay_steps > 0 and step >= total_steps - decay_steps:
+        scale = min(scale, (total_steps - step) / decay_steps)
+    return peak_lr * scale
 
 
 def split_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
