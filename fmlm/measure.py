@@ -23,7 +23,7 @@ from fmlm.data import LatentRows, TextDecoder
 from fmlm.evaluation.evaluator import Evaluator
 from fmlm.evaluation.metrics import evaluate_texts
 from fmlm.labels import MODEL_LABELS
-from fmlm.samplers import SamplerConfig, batch_sampler, generate
+from fmlm.samplers import SamplerConfig, batch_sampler, decode, generate
 
 
 @dataclass(frozen=True)
@@ -128,19 +128,56 @@ def measure_model(
     return _write(scoring, record, texts, [{"index": i} for i in samples.indices])
 
 
+def _reference_rows(rows: LatentRows, n_samples: int) -> torch.Tensor:
+    """Indices of the held-out rows the reference and the reconstructions use (evenly spread, at most all)."""
+    n = min(n_samples, len(rows))
+    return torch.linspace(0, len(rows) - 1, n).round().long().unique()
+
+
+def _data_record(rid: str, model: str, sampler: str, nfe: int, n_samples: int, wall_s: float,
+                 sweep: str | None) -> dict[str, Any]:
+    return {
+        "id": rid, "model": model, "label": MODEL_LABELS.get(model, model), "sampler": sampler, "steps": 0,
+        "w": None, "gamma": None, "churn": None, "sc_mode": None, "fp_iterations": None, "fp_solver": None,
+        "grid": None, "seed": 0, "n_samples": n_samples, "nfe": nfe, "wall_s": wall_s,
+        "wall_s_per_sample": wall_s / n_samples, "sweep": sweep,
+    }
+
+
 def measure_reference(scoring: Scoring, rows: LatentRows, n_samples: int) -> dict[str, Any] | None:
     """Held-out rows through the same decode -> retokenise -> score path: the line a perfect model reaches."""
     rid = "reference_data_0"
     if rid in done_ids(scoring.run_dir):
         return None
-    n = min(n_samples, len(rows))
-    if n < n_samples:
+    if len(rows) < n_samples:
         print(f"note: the validation split has {len(rows)} rows; the reference uses all of them, not {n_samples}")
-    idx = torch.linspace(0, len(rows) - 1, n).round().long().unique()
+    idx = _reference_rows(rows, n_samples)
     ids, _ = rows.batch(idx.numpy())
-    record = {
-        "id": rid, "model": "reference", "label": MODEL_LABELS["reference"], "sampler": "data", "steps": 0, "w": None,
-        "gamma": None, "churn": None, "sc_mode": None, "fp_iterations": None, "fp_solver": None, "grid": None,
-        "seed": 0, "n_samples": len(idx), "nfe": 0, "wall_s": 0.0, "wall_s_per_sample": 0.0, "sweep": None,
-    }
+    record = _data_record(rid, "reference", "data", 0, len(idx), 0.0, None)
     return _write(scoring, record, scoring.decoder.decode_batch(ids), [{"index": int(i)} for i in idx])
+
+
+RECONSTRUCTION_SWEEP = "decode"
+"""Sweep tag of the records that decode held-out latents (no sampling)."""
+
+
+@torch.no_grad()
+def measure_reconstruction(scoring: Scoring, model_name: str, model: nn.Module, rows: LatentRows,
+                           n_samples: int) -> dict[str, Any] | None:
+    """The reference's held-out latents through ``model``'s decoder head (one forward, no sampling).
+
+    The text a perfect latent sampler would reach with this model's decoder: its gen PPL and
+    entropy bound the model's samples, and ``token_accuracy`` is the fraction of tokens decoded
+    back to the held-out ids.
+    """
+    rid = f"{model_name}_decode_0_s0"
+    if rid in done_ids(scoring.run_dir):
+        return None
+    idx = _reference_rows(rows, n_samples)
+    ids, x0 = rows.batch(idx.numpy())
+    start = time.perf_counter()
+    decoded = torch.cat([decode(model, x0[a : a + scoring.score_batch].to(scoring.device)).cpu()
+                         for a in range(0, len(idx), scoring.score_batch)])
+    record = _data_record(rid, model_name, "decode", 1, len(idx), time.perf_counter() - start, RECONSTRUCTION_SWEEP)
+    record["token_accuracy"] = float((decoded == ids.cpu()).float().mean())
+    return _write(scoring, record, scoring.decoder.decode_batch(decoded), [{"index": int(i)} for i in idx])

@@ -4,9 +4,10 @@ Run folder (the contract ``reports/`` reads)::
 
     experiment.json   the ExperimentConfig
     stages/<stage>/   checkpoint/, metrics.jsonl   (one per trained stage)
-    results.jsonl     one record per evaluated sample set (fmlm.measure)
+    results.jsonl     one record per evaluated sample set, and per decoder on held-out latents (fmlm.measure)
     eval/<id>.jsonl   per-sample records
     fixed_point.json  ELF*'s one-forward distance to the teacher's fixed point
+    guidance.json     the teacher's response to its guidance scale (fmlm.probes)
     timing.json       wall time per stage and in total
 
 Every step reuses what an earlier, interrupted call finished: stages resume
@@ -25,8 +26,8 @@ import torch
 from fmlm.config import to_dict
 from fmlm.data import load_meta, prepare, rows_for, tokenizer_for
 from fmlm.evaluation.evaluator import load_evaluator
-from fmlm.experiment import ExperimentConfig
-from fmlm.measure import Scoring, measure_model, measure_reference
+from fmlm.experiment import ExperimentConfig, load_run_config
+from fmlm.measure import Scoring, measure_model, measure_reconstruction, measure_reference
 from fmlm.probes import fixed_point_distances, guidance_response
 from fmlm.nn import Denoiser
 from fmlm.samplers import SamplerConfig
@@ -79,11 +80,14 @@ def bind_run_folder(run_dir: Path, cfg: ExperimentConfig) -> None:
 
     A finished run accepts changes that only add measurements (``_adds_measurements_only``: more
     seeds, step counts or sweeps); recorded evaluations are kept and the new ones get their own ids.
+    A config field the folder's file lacks counts as its default.
     """
     path = run_dir / "experiment.json"
     new = to_dict(cfg)
     if path.exists():
-        old = json.loads(path.read_text())
+        # Read through the config classes: a field added to the code after the run holds its default,
+        # which is the behaviour the run had (new options default to the old behaviour).
+        old = to_dict(load_run_config(run_dir))
         if old == new:
             return
         if not _adds_measurements_only(old, new):
@@ -192,6 +196,8 @@ def measure_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, folders
     for name, sampler, sweep in evaluation_plan(cfg):
         if name == "untrained" or name in folders:
             measure_model(scoring, name, model(name), sampler, e.samples_for(sweep), sweep)
+    for name in (s for s in STAGES if s in folders):  # each decoder on the reference's held-out latents
+        measure_reconstruction(scoring, name, model(name), val, e.n_samples)
     fp_path = run_dir / "fixed_point.json"
     if "fixed-point" in folders and not fp_path.exists():
         result = fixed_point_distances(model("teacher"), model("fixed-point"), val, e.fixed_point_rows,

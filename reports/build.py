@@ -14,6 +14,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from reports.comparisons import compare, comparisons_markdown
+from reports.decoder import decoder_table
 from reports.files import write_text_atomic
 from reports.flows import flows_table
 from reports.guidance import guidance_table
@@ -30,6 +31,7 @@ TABLES = {
     "self_conditioning_table.md": "Self-conditioning: warm, none, cold with N fixed-point iterations",
     "flows_table.md": "Flow maps and the deterministic flows they distil",
     "guidance_table.md": "Guidance response of the teacher",
+    "decoder_table.md": "Decoders alone: held-out latents decoded",
 }
 PLOTS = {
     "ppl_vs_steps.png": "gen PPL vs steps",
@@ -181,6 +183,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
         "self_conditioning_table.md": sc_table(summary),
         "flows_table.md": flows_table(summary),
         "guidance_table.md": guidance_table(guidance),
+        "decoder_table.md": decoder_table(results),
     }
     for name, body in bodies.items():
         write_text_atomic(out / name, f"# {TABLES[name]}\n\n{body}")

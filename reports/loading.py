@@ -59,6 +59,7 @@ _SCHEMA: dict[str, tuple[str, bool, bool]] = {
     "wall_s": (_NUM, False, True),
     "wall_s_per_sample": (_NUM, False, True),
     "sweep": (_STR, False, True),
+    "token_accuracy": (_NUM, False, True),
     "samples_file": (_STR, False, True),
 }
 RESULT_COLUMNS = tuple(_SCHEMA)

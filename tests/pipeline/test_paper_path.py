@@ -24,7 +24,7 @@ def test_paper_preset_runs_all_stages_at_tiny_size(tmp_path, text_folder, tiny_g
     models = {r["model"] for r in records}
     assert {"reference", "untrained", "teacher", "teacher-nosc", "fixed-point", "flow-map", "flow-map-nosc"} <= models
     for r in records:
-        assert r["n_samples"] == 2 or r["model"] == "reference"
+        assert r["n_samples"] == 2 or r["model"] == "reference" or r["sweep"] == "decode"
         per_sample = (run / r["samples_file"]).read_text().splitlines()
         assert len(per_sample) == r["n_samples"]
     ctm = [r for r in records if r["model"] == "flow-map" and r["sweep"] is None]
@@ -32,6 +32,11 @@ def test_paper_preset_runs_all_stages_at_tiny_size(tmp_path, text_folder, tiny_g
     ode = sorted((r["model"], r["steps"], r["sampler"], r["w"]) for r in records if r["sweep"] == "ode")
     assert ode == [("fixed-point", 1, "euler", 5.0), ("fixed-point", 3, "euler", 5.0), ("teacher", 3, "euler", 3.0),
                    ("teacher-nosc", 1, "euler", None), ("teacher-nosc", 3, "euler", None)]
+    reference = next(r for r in records if r["model"] == "reference")
+    decoded = {r["model"]: r for r in records if r["sweep"] == "decode"}
+    assert sorted(decoded) == sorted(["teacher", "teacher-nosc", "fixed-point", "flow-map", "flow-map-nosc"])
+    for r in decoded.values():
+        assert r["n_samples"] == reference["n_samples"] and r["nfe"] == 1 and 0 <= r["token_accuracy"] <= 1
     fp = json.loads((run / "fixed_point.json").read_text())
     assert fp["n_rows"] == 2 and fp["student_dist"] >= 0
     guidance = json.loads((run / "guidance.json").read_text())

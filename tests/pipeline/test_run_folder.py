@@ -36,6 +36,19 @@ def test_more_settings_are_accepted_and_a_field_new_to_the_folder_too(tmp_path):
     assert json.loads((tmp_path / "experiment.json").read_text()) == to_dict(more)
 
 
+def test_a_training_field_new_to_the_folder_counts_as_its_default(tmp_path):
+    cfg = preset("quick")
+    bind_run_folder(tmp_path, cfg)
+    old = json.loads((tmp_path / "experiment.json").read_text())
+    del old["train_teacher"]["optim"]["decay_fraction"]  # a folder written before the field existed
+    (tmp_path / "experiment.json").write_text(json.dumps(old))
+    bind_run_folder(tmp_path, cfg)  # the default is what that run did
+    decayed = dataclasses.replace(cfg, train_teacher=dataclasses.replace(
+        cfg.train_teacher, optim=dataclasses.replace(cfg.train_teacher.optim, decay_fraction=0.3)))
+    with pytest.raises(ValueError, match="train_teacher"):
+        bind_run_folder(tmp_path, decayed)
+
+
 @pytest.mark.parametrize(
     "change",
     [
