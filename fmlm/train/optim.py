@@ -33,7 +33,7 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.0
     warmup_epochs: float = 0.5
-    decay_fraction: float = 0.0  # final fraction of the steps over which lr decays linearly to 0
+    decay_fraction: float = 0.0  # final fraction of the steps over which lr decays linearly towards 0
     grad_clip: float = 1.0
     ema_decay: float = 0.9999
     ema_warmup: bool = False
