@@ -53,7 +53,7 @@ class EvalConfig:
     fp_solver: Literal["picard", "anderson"] = "picard"
     sc_sweep_steps: int = 32  # flow steps of the self-conditioning comparison (warm, cold N, no-SC teacher)
     sweep_steps: int = 4
-    sweep_samples: int = 0  # samples per point of the w and gamma sweeps (0 = n_samples)
+    sweep_samples: int = 0  # samples per w / gamma sweep point and per decoder reconstruction (0 = n_samples)
     w_sweep: tuple[float, ...] = (1.0, 3.0)  # FMLM* at sweep_steps, besides flow_map_w
     gamma_sweep: tuple[float, ...] = (0.0, 0.5)  # FMLM* at sweep_steps, besides its ctm_gamma
     # The deterministic flows the flow maps distil (probability-flow ODE, Euler, no churn): ELF* at
@@ -75,8 +75,9 @@ class EvalConfig:
         require(all(n >= 1 for n in self.ode_steps), "evaluation.ode_steps", "must all be >= 1")
 
     def samples_for(self, sweep: str | None) -> int:
-        """Samples per set: the w and gamma sweeps may use fewer than the headline settings."""
-        return self.sweep_samples if sweep in ("w", "gamma") and self.sweep_samples else self.n_samples
+        """Samples per set: the w and gamma sweeps and the decoder reconstructions (sweep "decode") may use
+        fewer than the headline settings."""
+        return self.sweep_samples if sweep in ("w", "gamma", "decode") and self.sweep_samples else self.n_samples
 
 
 @dataclass(frozen=True)
@@ -144,8 +145,8 @@ def embedded() -> ExperimentConfig:
         train_teacher=_cpu_train(500, 32, 2e-3),
         train_fixed_point=_cpu_train(100, 32),
         train_flow_map=_cpu_train(250, 32),
-        # ODE references at 32 steps only: the 45-minute budget holds the decoder reconstructions instead
-        # of the 4-step ODEs (measured 47 s for the two 4-step records against ~110 s for the five decoders).
+        # ODE references at 32 steps only, decoder reconstructions on 64 rows: the run measured 2656 s with
+        # 128 rows per decoder (~22 s each) and 2500 s with the 4-step ODEs (47 s) and no decoders.
         evaluation=EvalConfig(n_samples=128, max_tokens=256, sc_sweep_steps=8, sweep_samples=64, ode_steps=(32,)),
     )
 

@@ -164,7 +164,8 @@ RECONSTRUCTION_SWEEP = "decode"
 @torch.no_grad()
 def measure_reconstruction(scoring: Scoring, model_name: str, model: nn.Module, rows: LatentRows,
                            n_samples: int) -> dict[str, Any] | None:
-    """The reference's held-out latents through ``model``'s decoder head (one forward, no sampling).
+    """Held-out latents, spread over the split like the reference's rows, through ``model``'s decoder head
+    (one forward, no sampling).
 
     The text a perfect latent sampler would reach with this model's decoder: its gen PPL and
     entropy bound the model's samples, and ``token_accuracy`` is the fraction of tokens decoded

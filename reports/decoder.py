@@ -1,7 +1,7 @@
 """How far each model's decoder alone takes real text: the reconstruction table.
 
-Records with ``sweep == "decode"`` put the reference's held-out latents through
-one model's decoder head (no sampling). Their token accuracy is the fraction of
+Records with ``sweep == "decode"`` put held-out latents (spread over the split
+like the reference's rows) through one model's decoder head (no sampling). Their token accuracy is the fraction of
 tokens decoded back to the held-out ids; their gen PPL and entropy are what any
 sampler of that model would reach if it produced the held-out latents exactly,
 shown next to the held-out text itself.
