@@ -56,7 +56,7 @@ def main() -> None:
     meta = {"dim": dim, "vocab_size": vocab, "row_len": length}
     teacher = Denoiser(cfg.network.denoiser(meta, self_conditioning=True)).to(device)
     student = Denoiser(dataclasses.replace(teacher.config, phase_tokens=4)).to(device)
-    flow_map = Denoiser(dataclasses.replace(student.config)).to(device)
+    flow_map = Denoiser(student.config).to(device)
     print(f"network: {count_parameters(teacher) / 1e6:.1f}M parameters, batch {args.batch} x {length} tokens, {device}")
     batch = Batch(torch.randint(0, vocab, (args.batch, length), device=device),
                   torch.randn(args.batch, length, dim, device=device))

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from fmlm.config import load_json, require
 from fmlm.data import DataConfig
+from fmlm.labels import DECODE_SWEEP
 from fmlm.losses.common import DecoderConfig
 from fmlm.losses.fixed_point import FixedPointConfig
 from fmlm.losses.flow_map import FlowMapConfig
@@ -77,7 +78,7 @@ class EvalConfig:
     def samples_for(self, sweep: str | None) -> int:
         """Samples per set: the w and gamma sweeps and the decoder reconstructions (sweep "decode") may use
         fewer than the headline settings."""
-        return self.sweep_samples if sweep in ("w", "gamma", "decode") and self.sweep_samples else self.n_samples
+        return self.sweep_samples if sweep in ("w", "gamma", DECODE_SWEEP) and self.sweep_samples else self.n_samples
 
 
 @dataclass(frozen=True)

@@ -10,3 +10,6 @@ MODEL_LABELS = {
     "reference": "held-out real text",
 }
 """Model name -> the label the paper uses (one name per model)."""
+
+DECODE_SWEEP = "decode"
+"""Sweep tag of the records that decode held-out latents with a model's decoder head (no sampling)."""

@@ -22,7 +22,7 @@ from torch import nn
 from fmlm.data import LatentRows, TextDecoder
 from fmlm.evaluation.evaluator import Evaluator
 from fmlm.evaluation.metrics import evaluate_texts
-from fmlm.labels import MODEL_LABELS
+from fmlm.labels import DECODE_SWEEP, MODEL_LABELS
 from fmlm.samplers import SamplerConfig, batch_sampler, decode, generate
 
 
@@ -157,10 +157,6 @@ def measure_reference(scoring: Scoring, rows: LatentRows, n_samples: int) -> dic
     return _write(scoring, record, scoring.decoder.decode_batch(ids), [{"index": int(i)} for i in idx])
 
 
-RECONSTRUCTION_SWEEP = "decode"
-"""Sweep tag of the records that decode held-out latents (no sampling)."""
-
-
 @torch.no_grad()
 def measure_reconstruction(scoring: Scoring, model_name: str, model: nn.Module, rows: LatentRows,
                            n_samples: int) -> dict[str, Any] | None:
@@ -179,6 +175,6 @@ def measure_reconstruction(scoring: Scoring, model_name: str, model: nn.Module, 
     start = time.perf_counter()
     decoded = torch.cat([decode(model, x0[a : a + scoring.score_batch].to(scoring.device)).cpu()
                          for a in range(0, len(idx), scoring.score_batch)])
-    record = _data_record(rid, model_name, "decode", 1, len(idx), time.perf_counter() - start, RECONSTRUCTION_SWEEP)
+    record = _data_record(rid, model_name, "decode", 1, len(idx), time.perf_counter() - start, DECODE_SWEEP)
     record["token_accuracy"] = float((decoded == ids.cpu()).float().mean())
     return _write(scoring, record, scoring.decoder.decode_batch(decoded), [{"index": int(i)} for i in idx])

@@ -27,7 +27,8 @@ from fmlm.config import to_dict
 from fmlm.data import load_meta, prepare, rows_for, tokenizer_for
 from fmlm.evaluation.evaluator import load_evaluator
 from fmlm.experiment import ExperimentConfig, load_run_config
-from fmlm.measure import RECONSTRUCTION_SWEEP, Scoring, measure_model, measure_reconstruction, measure_reference
+from fmlm.labels import DECODE_SWEEP
+from fmlm.measure import Scoring, measure_model, measure_reconstruction, measure_reference
 from fmlm.probes import fixed_point_distances, guidance_response
 from fmlm.nn import Denoiser
 from fmlm.samplers import SamplerConfig
@@ -196,8 +197,8 @@ def measure_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, folders
     for name, sampler, sweep in evaluation_plan(cfg):
         if name == "untrained" or name in folders:
             measure_model(scoring, name, model(name), sampler, e.samples_for(sweep), sweep)
-    for name in (s for s in STAGES if s in folders):  # each decoder on the reference's held-out latents
-        measure_reconstruction(scoring, name, model(name), val, e.samples_for(RECONSTRUCTION_SWEEP))
+    for name in (s for s in STAGES if s in folders):  # each trained model's decoder on held-out latents
+        measure_reconstruction(scoring, name, model(name), val, e.samples_for(DECODE_SWEEP))
     fp_path = run_dir / "fixed_point.json"
     if "fixed-point" in folders and not fp_path.exists():
         result = fixed_point_distances(model("teacher"), model("fixed-point"), val, e.fixed_point_rows,

@@ -1,20 +1,23 @@
 """How far each model's decoder alone takes real text: the reconstruction table.
 
 Records with ``sweep == "decode"`` put held-out latents (spread over the split
-like the reference's rows) through one model's decoder head (no sampling). Their token accuracy is the fraction of
-tokens decoded back to the held-out ids; their gen PPL and entropy are what any
-sampler of that model would reach if it produced the held-out latents exactly,
-shown next to the held-out text itself.
+like the reference's rows) through one model's decoder head (no sampling).
+Their token accuracy is the fraction of tokens decoded back to the held-out
+ids; their gen PPL and entropy are what any sampler of that model would reach
+if it produced the held-out latents exactly, shown next to the held-out text.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
+from fmlm.labels import DECODE_SWEEP
 from reports.loading import MODEL_LABELS
 from reports.summary import NOT_MEASURED, fmt_num, markdown_table
 
-DECODE_SWEEP = "decode"
+def _row(decoder: str, accuracy: str, record: pd.Series) -> dict[str, str]:
+    return {"decoder": decoder, "token accuracy": accuracy, "gen PPL": fmt_num(record["gen_ppl"]),
+            "entropy": fmt_num(record["entropy"]), "n": str(record["n_samples"])}
 
 
 def decoder_table(results: pd.DataFrame) -> str:
@@ -29,14 +32,10 @@ def decoder_table(results: pd.DataFrame) -> str:
     if decoded.empty:
         return head + f"\n\nNo records with `sweep == \"{DECODE_SWEEP}\"`: {NOT_MEASURED}.\n"
     reference = results[(results["model"] == "reference") & results["sweep"].isna()]
-    rows = [{"decoder": MODEL_LABELS["reference"] + " (no decoder)", "token accuracy": "-",
-             "gen PPL": fmt_num(r["gen_ppl"]), "entropy": fmt_num(r["entropy"]), "n": str(r["n_samples"])}
-            for _, r in reference.iterrows()]
     accuracy = decoded["token_accuracy"] if "token_accuracy" in decoded else pd.Series(float("nan"), decoded.index)
-    rows += [{"decoder": MODEL_LABELS.get(r["model"], r["model"]), "token accuracy": fmt_num(accuracy[i], 3),
-              "gen PPL": fmt_num(r["gen_ppl"]), "entropy": fmt_num(r["entropy"]), "n": str(r["n_samples"])}
-             for i, r in decoded.iterrows()]
+    rows = [_row(MODEL_LABELS["reference"] + " (no decoder)", "-", r) for _, r in reference.iterrows()]
+    rows += [_row(MODEL_LABELS.get(r["model"], r["model"]), fmt_num(accuracy[i], 3), r) for i, r in decoded.iterrows()]
     return head + "\n\n" + markdown_table(rows) + "\n"
 
 
-__all__ = ["DECODE_SWEEP", "decoder_table"]
+__all__ = ["decoder_table"]

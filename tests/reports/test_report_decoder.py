@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from reports.build import build_report
-from reports.decoder import DECODE_SWEEP, decoder_table
+from fmlm.labels import DECODE_SWEEP
+from reports.decoder import decoder_table
 from reports.loading import load_results
 from reports.summary import NOT_MEASURED
 from tests.reports.fake_run import full_records, markdown_rows, record, write_run
