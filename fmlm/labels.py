@@ -11,5 +11,8 @@ MODEL_LABELS = {
 }
 """Model name -> the label the paper uses (one name per model)."""
 
+ODE_SWEEP = "ode"
+"""Sweep tag of the deterministic probability-flow ODE references (Euler, no churn) the flow maps distil."""
+
 DECODE_SWEEP = "decode"
 """Sweep tag of the records that decode held-out latents with a model's decoder head (no sampling)."""

@@ -27,7 +27,7 @@ from fmlm.config import to_dict
 from fmlm.data import load_meta, prepare, rows_for, tokenizer_for
 from fmlm.evaluation.evaluator import load_evaluator
 from fmlm.experiment import ExperimentConfig, load_run_config
-from fmlm.labels import DECODE_SWEEP
+from fmlm.labels import DECODE_SWEEP, ODE_SWEEP
 from fmlm.measure import Scoring, measure_model, measure_reconstruction, measure_reference
 from fmlm.probes import fixed_point_distances, guidance_response
 from fmlm.nn import Denoiser
@@ -47,13 +47,13 @@ class Timer:
     def add(self, name: str, seconds: float) -> None:
         self.data["stages"][name] = self.data["stages"].get(name, 0.0) + seconds
         self.data["total_s"] = sum(self.data["stages"].values())
-        self.path.write_text(json.dumps(self.data, indent=2))
+        _write_json(self.path, self.data, sort_keys=False)  # stages stay in the order they ran
 
 
-def _write_json(path: Path, data: dict) -> None:
+def _write_json(path: Path, data: dict, sort_keys: bool = True) -> None:
     """Write ``data`` to ``path`` through a temporary file, so an interrupted write leaves no partial file."""
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=sort_keys) + "\n")
     tmp.replace(path)
 
 
@@ -162,10 +162,10 @@ def evaluation_plan(cfg: ExperimentConfig) -> list[tuple[str, SamplerConfig, str
         # teacher (FMLM); the teacher's own ODE at the most steps, beside its SDE headline.
         ode = dataclasses.replace(base, kind="euler", churn=0.0, sc_mode="none")
         for n in e.ode_steps:
-            plan += [("fixed-point", dataclasses.replace(ode, steps=n, w=e.flow_map_w), "ode"),
-                     ("teacher-nosc", dataclasses.replace(ode, steps=n), "ode")]
+            plan += [("fixed-point", dataclasses.replace(ode, steps=n, w=e.flow_map_w), ODE_SWEEP),
+                     ("teacher-nosc", dataclasses.replace(ode, steps=n), ODE_SWEEP)]
         if e.ode_steps:
-            plan.append(("teacher", dataclasses.replace(ode, steps=max(e.ode_steps), sc_mode=base.sc_mode), "ode"))
+            plan.append(("teacher", dataclasses.replace(ode, steps=max(e.ode_steps), sc_mode=base.sc_mode), ODE_SWEEP))
     return plan
 
 

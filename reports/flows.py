@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from fmlm.labels import ODE_SWEEP
 from reports.loading import MODEL_LABELS
 from reports.summary import NOT_MEASURED, fmt_num, fmt_ppl_entropy, fmt_setting, headline, markdown_table
 
-ODE_SWEEP = "ode"
 SOURCES = (("flow-map", "fixed-point"), ("flow-map-nosc", "teacher-nosc"))
 """(flow map, the model whose ODE it distils)."""
 
@@ -102,4 +102,4 @@ def flows_table(summary: pd.DataFrame) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-__all__ = ["flows_table", "distillation_rows", "sampler_rows", "ode_rows", "ODE_SWEEP"]
+__all__ = ["flows_table", "distillation_rows", "sampler_rows", "ode_rows"]

@@ -17,8 +17,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from fmlm.labels import ODE_SWEEP
 from reports.files import save_figure_atomic
-from reports.flows import ODE_SWEEP
 from reports.loading import MODEL_LABELS
 from reports.summary import fmt_num, missing, steps_text
 

@@ -8,7 +8,7 @@ import pytest
 
 from fmlm.config import to_dict
 from fmlm.experiment import preset
-from fmlm.pipeline import bind_run_folder
+from fmlm.pipeline import Timer, bind_run_folder
 
 
 def with_seeds(cfg, seeds):
@@ -67,3 +67,15 @@ def test_other_changes_are_refused_and_leave_the_folder_alone(tmp_path, change):
         bind_run_folder(tmp_path, change(cfg))
     assert "\n" not in str(err.value)
     assert (tmp_path / "experiment.json").read_text() == before
+
+
+def test_timer_adds_across_calls_keeps_stage_order_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "timing.json"
+    first = Timer(path)
+    first.add("train teacher", 2.0)
+    first.add("prepare data", 1.0)
+    Timer(path).add("train teacher", 0.5)  # a resumed call adds to what the folder holds
+    data = json.loads(path.read_text())
+    assert list(data["stages"]) == ["train teacher", "prepare data"]
+    assert data["stages"]["train teacher"] == 2.5 and data["total_s"] == 3.5
+    assert [p.name for p in tmp_path.iterdir()] == ["timing.json"]
