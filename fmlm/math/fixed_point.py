@@ -104,7 +104,9 @@ def anderson_weights(residuals: list[Tensor], lam_reg: float, *, relative_reg: b
     batch, m_k = residuals[0].shape[0], len(residuals)
     work = torch.promote_types(residuals[0].dtype, torch.float32)
     G = torch.stack([g.reshape(batch, -1).to(work) for g in residuals], dim=1)  # (B, m_k, n)
-    gram = torch.bmm(G, G.transpose(1, 2)).to(torch.float64)  # (B, m_k, m_k)
+    # Outside autocast: under bf16 training the Gram's rounding (~4e-3 relative) would swamp lam_reg.
+    with torch.autocast(G.device.type, enabled=False):
+        gram = torch.bmm(G, G.transpose(1, 2)).to(torch.float64)  # (B, m_k, m_k)
     scale = torch.diagonal(gram, dim1=1, dim2=2).sum(dim=1) / m_k  # mean squared residual norm, (B,)
     nonzero = scale > 0
     safe_scale = torch.where(nonzero, scale, torch.ones_like(scale))

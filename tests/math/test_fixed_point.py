@@ -99,6 +99,16 @@ def test_anderson_weights_sum_to_one_and_survive_zero_residuals():
     assert torch.allclose(anderson_weights(collinear, 0.0).sum(dim=1), torch.ones(1, dtype=torch.float64))
 
 
+def test_anderson_weights_ignore_bf16_autocast():
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(4, 2000, generator=g)
+    history = [base + 0.01 * torch.randn(4, 2000, generator=g) for _ in range(3)]  # near-collinear
+    plain = anderson_weights(history, 1e-4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = anderson_weights(history, 1e-4)
+    assert torch.equal(plain, under_autocast)
+
+
 def test_converged_start_stays_put():
     F, s_star = linear_problem()
     run = anderson(F, s_star.clone(), 5)
