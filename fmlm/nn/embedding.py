@@ -5,8 +5,9 @@ Formulas:
                           f_j = max_period^(-j / (F/2)),  j < F/2  (F = 256 features)
     embed(x)            = W_2 silu(W_1 features(x) + b_1) + b_2
     bank(x_1..x_G)_i    = token_i + embed(x_g)  for token i in group g
-The scalar enters unscaled (t, s in [0, 1], w in [w_min, w_max] = [0.5, 5], tau in [e, T]); the
-frequencies then span 1 down to 1e-4 per unit, as in the paper's reference.
+The scalar enters unscaled (t, s in [0, 1], w in [w_min, w_max] = [0.5, 5],
+tau in [e, T]); the frequencies then span 1 down to 1e-4 per unit, as in the
+paper's reference.
 A bank of G groups splits its tokens into G equal halves/thirds/...: the time
 bank has two groups, target time t then source time s.
 """
