@@ -114,6 +114,9 @@ def _result_notes(run: Path, results: pd.DataFrame, summary: pd.DataFrame) -> li
         if not missing(r["samples_file"]) and not (run / r["samples_file"]).is_file():
             notes.append(f"record {r['id']}: samples file {r['samples_file']} is missing")
     for _, r in summary.iterrows():
+        if isinstance(r["n_samples"], tuple):
+            notes.append(f"setting with ids {list(r['ids'])} averages records of different sample counts "
+                         f"{list(r['n_samples'])}")
         if r["n_seeds"] < r["n_records"]:
             notes.append(f"setting with ids {list(r['ids'])} has repeated seeds; all {r['n_records']} records "
                          "are averaged")
@@ -162,6 +165,10 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
     out = Path(out_dir) if out_dir is not None else run / "report"
     if out.exists() and not out.is_dir():
         raise ValueError(f"out_dir: {out} exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"out_dir: cannot create {out} ({err.strerror or err})") from None
     notes: list[str] = []
     if not (run / "results.jsonl").is_file():
         notes.append("results.jsonl is missing: no evaluation has finished")
@@ -171,7 +178,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
     timing = _optional(load_timing, run, "timing.json", notes, required=True)
     fixed_point = _optional(load_fixed_point, run, "fixed_point.json", notes, required=False)
     guidance = _optional(load_guidance, run, "guidance.json", notes, required=False)
-    metrics = load_stage_metrics(run)
+    metrics = load_stage_metrics(run, notes)
     if not metrics:
         notes.append("no training curves (stages/*/metrics.jsonl) found")
     notes += _result_notes(run, results, summary)

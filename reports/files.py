@@ -14,12 +14,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-def read_json(path: Path) -> Any:
-    """Parse one JSON document; ``ValueError`` naming ``path`` if it is not valid JSON."""
+def _read_text(path: Path) -> str:
+    """The file's UTF-8 text; ``ValueError`` naming ``path`` if it cannot be read or decoded."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as err:
         raise ValueError(f"{path}: cannot read ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.start})") from None
+
+
+def read_json(path: Path) -> Any:
+    """Parse one JSON document; ``ValueError`` naming ``path`` if it is not valid JSON."""
+    text = _read_text(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
@@ -41,10 +48,7 @@ def read_jsonl(path: Path, *, strict: bool = True) -> tuple[list[tuple[int, dict
     raises ``ValueError`` naming ``path:line``; without it the line number is
     returned in the second list so the caller can report it (never silently).
     """
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as err:
-        raise ValueError(f"{path}: cannot read ({err.strerror or err})") from None
+    lines = _read_text(path).splitlines()
     records: list[tuple[int, dict[str, Any]]] = []
     bad: list[int] = []
     for number, line in enumerate(lines, start=1):

@@ -32,7 +32,7 @@ FEW_STEP_MODELS = ("flow-map-nosc", "flow-map")
 STAGE_ORDER = ("teacher", "teacher-nosc", "fixed-point", "flow-map", "flow-map-nosc")
 """Training order of the known stages (other stage folders follow alphabetically)."""
 
-SETTING_KEYS = ("model", "sampler", "steps", "w", "gamma", "churn", "sc_mode", "fp_iterations", "fp_solver")
+SETTING_KEYS = ("model", "sampler", "steps", "grid", "w", "gamma", "churn", "sc_mode", "fp_iterations", "fp_solver")
 """Records equal on these keys (and on ``sweep``) but with different seeds are repeats."""
 
 _STR = "str"
@@ -45,6 +45,7 @@ _SCHEMA: dict[str, tuple[str, bool, bool]] = {
     "label": (_STR, False, True),
     "sampler": (_STR, True, False),
     "steps": (_INT, True, False),
+    "grid": (_STR, False, True),
     "w": (_NUM, False, True),
     "gamma": (_NUM, False, True),
     "churn": (_NUM, False, True),
@@ -79,8 +80,14 @@ def check_run_folder(run_dir: Path | str) -> Path:
     return path
 
 
+_NON_FINITE = ("inf", "-inf", "nan")
+"""How the experiment writes a non-finite number (JSON has no literal for it)."""
+
+
 def _check_value(value: Any, kind: str, nullable: bool, where: str) -> Any:
     """Validate one field; numbers given as null become NaN so they print as 'nan'."""
+    if kind == _NUM and isinstance(value, str) and value.lower() in _NON_FINITE:
+        return float(value)
     if value is None:
         if not nullable:
             raise ValueError(f"{where}: must not be null")
@@ -152,9 +159,9 @@ def load_timing(run_dir: Path | str) -> dict[str, Any] | None:
     if not isinstance(stages, dict):
         raise ValueError(f"{path}: 'stages' must be an object of stage -> seconds")
     for name, seconds in stages.items():
-        _check_value(seconds, _NUM, True, f"{path}: stages.{name}")
+        stages[name] = _check_value(seconds, _NUM, True, f"{path}: stages.{name}")
     if "total_s" in data:
-        _check_value(data["total_s"], _NUM, True, f"{path}: total_s")
+        data["total_s"] = _check_value(data["total_s"], _NUM, True, f"{path}: total_s")
     return data
 
 
@@ -189,12 +196,13 @@ def load_guidance(run_dir: Path | str) -> dict[str, Any] | None:
     return data
 
 
-def load_stage_metrics(run_dir: Path | str) -> dict[str, tuple[pd.DataFrame, list[int]]]:
+def load_stage_metrics(run_dir: Path | str, notes: list[str] | None = None) -> dict[str, tuple[pd.DataFrame, list[int]]]:
     """``stage -> (metrics frame, unparseable line numbers)`` for every ``stages/<stage>/metrics.jsonl``.
 
     Stages come in ``STAGE_ORDER``, then alphabetically.
     Training may still be writing a file, so a bad line does not raise: its
-    number is returned for the report to list.
+    number is returned for the report to list. A file that cannot be read at
+    all is left out and named in ``notes`` (raises if ``notes`` is None).
     """
     out: dict[str, tuple[pd.DataFrame, list[int]]] = {}
     stages_dir = Path(run_dir) / "stages"
@@ -204,6 +212,12 @@ def load_stage_metrics(run_dir: Path | str) -> dict[str, tuple[pd.DataFrame, lis
     paths = sorted(stages_dir.glob("*/metrics.jsonl"),
                    key=lambda p: (order.get(p.parent.name, len(order)), p.parent.name))
     for path in paths:
-        records, bad = read_jsonl(path, strict=False)
+        try:
+            records, bad = read_jsonl(path, strict=False)
+        except ValueError as err:
+            if notes is None:
+                raise
+            notes.append(f"training curve left out: {err}")
+            continue
         out[path.parent.name] = (pd.DataFrame([r for _, r in records]), bad)
     return out

@@ -114,3 +114,24 @@ def test_reports_never_imports_torch(tmp_path):
     proc = _run_python("-c", code)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("report.md")
+
+
+def test_null_stage_time_prints_nan(tmp_path):
+    run = write_run(tmp_path / "run", full_records())
+    (run / "timing.json").write_text('{"stages": {"train teacher": null, "evaluate": 7.0}, "total_s": null}')
+    text = build_report(run).read_text()
+    assert "| train teacher | nan       | nan     |" in text
+
+
+def test_out_below_a_file_is_one_clear_error(tmp_path, capsys):
+    run = write_run(tmp_path / "run", full_records())
+    (tmp_path / "file").write_text("x")
+    assert main([str(run), "--out", str(tmp_path / "file" / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "out_dir: cannot create" in err
+
+
+def test_mixed_sample_counts_are_noted(tmp_path):
+    recs = [record("teacher", 32, 40.0, 5.3, seed=0), {**record("teacher", 32, 50.0, 5.3, seed=1), "n_samples": 64}]
+    text = build_report(write_run(tmp_path / "run", recs)).read_text()
+    assert "averages records of different sample counts" in text

@@ -84,3 +84,42 @@ def test_stage_metrics_report_bad_lines_in_training_order(tmp_path):
     assert list(metrics) == ["teacher", "fixed-point"]
     frame, bad = metrics["teacher"]
     assert bad == [12] and len(frame) == 11
+
+
+def test_non_finite_numbers_as_the_experiment_writes_them(tmp_path):
+    # fmlm.measure writes a non-finite gen PPL as the string str(float) since JSON has no literal for it
+    recs = [{**record("teacher", 4, 1.0, 5.0), "gen_ppl": "inf"}, {**record("teacher", 8, 1.0, 5.0), "gen_ppl": "nan"}]
+    frame = load_results(write_run(tmp_path / "run", recs)).set_index("steps")
+    assert frame.loc[4, "gen_ppl"] == math.inf and math.isnan(frame.loc[8, "gen_ppl"])
+    bad = write_run(tmp_path / "bad", [{**record("teacher", 4, 1.0, 5.0), "gen_ppl": "big"}])
+    with pytest.raises(ValueError, match="gen_ppl: expected a number, got 'big'"):
+        load_results(bad)
+
+
+def test_invalid_utf8_names_the_file(tmp_path):
+    run = write_run(tmp_path / "run", full_records()[:1])
+    with open(run / "results.jsonl", "ab") as handle:
+        handle.write(b"\xff\xfe\n")
+    with pytest.raises(ValueError, match=r"results.jsonl: not UTF-8 text"):
+        load_results(run)
+
+
+def test_unreadable_stage_metrics_file_is_a_note(tmp_path):
+    run = write_run(tmp_path / "run", None)
+    path = run / "stages" / "teacher" / "metrics.jsonl"
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(ValueError, match="metrics.jsonl: cannot read"):
+        load_stage_metrics(run)
+    notes: list[str] = []
+    assert list(load_stage_metrics(run, notes)) == ["fixed-point"]
+    assert len(notes) == 1 and notes[0].startswith("training curve left out:") and "teacher" in notes[0]
+
+
+def test_grid_separates_settings(tmp_path):
+    from reports.summary import summarize
+
+    recs = [{**record("teacher", 4, 10.0, 5.0, seed=0), "grid": "quantile"},
+            {**record("teacher", 4, 30.0, 5.0, seed=1), "grid": "uniform"}]
+    summary = summarize(load_results(write_run(tmp_path / "run", recs)))
+    assert sorted(summary["gen_ppl_mean"]) == [10.0, 30.0]
