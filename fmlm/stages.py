@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
+
 from fmlm.config import require, to_dict
 from fmlm.data import rows_for
 from fmlm.losses.fixed_point import FixedPointConfig, FixedPointLoss
@@ -79,8 +81,8 @@ class StageConfig:
     flow_map: FlowMapConfig = field(default_factory=FlowMapConfig)
 
 
-def check_teacher(teacher_dir: Path, stage: str, meta: dict[str, Any]) -> Denoiser:
-    """Load the frozen EMA teacher of ``stage`` after checking stage, completion and data fit."""
+def check_teacher(teacher_dir: Path, stage: str, meta: dict[str, Any], device: str | torch.device = "cpu") -> Denoiser:
+    """Load the frozen EMA teacher of ``stage`` onto ``device`` after checking stage, completion and data fit."""
     expected = TEACHER_OF[stage]
     ckpt.require_stage(teacher_dir, (expected,))
     cfg = ckpt.read_denoiser_config(teacher_dir)
@@ -91,11 +93,15 @@ def check_teacher(teacher_dir: Path, stage: str, meta: dict[str, Any]) -> Denois
         )
     if cfg.max_len < int(meta["row_len"]):
         raise ValueError(f"teacher {teacher_dir} handles rows of {cfg.max_len} tokens; this data has {meta['row_len']}")
-    return ckpt.load_denoiser(teacher_dir, "ema")
+    return ckpt.load_denoiser(teacher_dir, "ema", device)
 
 
-def build_stage(stage: str, cfg: StageConfig, meta: dict[str, Any], teacher_dir: Path | None):
-    """(student network, loss, teacher config summary) for ``stage``; checks happen here, before training."""
+def build_stage(stage: str, cfg: StageConfig, meta: dict[str, Any], teacher_dir: Path | None,
+                device: str | torch.device = "cpu"):
+    """(student network, loss) for ``stage``; checks happen here, before training.
+
+    A distillation stage's frozen teacher is loaded onto ``device``, the device training runs on
+    (the loop moves only the student there)."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; choose one of {list(STAGES)}")
     if stage in ("teacher", "teacher-nosc"):
@@ -104,7 +110,7 @@ def build_stage(stage: str, cfg: StageConfig, meta: dict[str, Any], teacher_dir:
         return Denoiser(cfg.network.denoiser(meta, sc)), TeacherLoss(loss_cfg)
     if teacher_dir is None:
         raise ValueError(f"stage {stage!r} needs the checkpoint of a finished {TEACHER_OF[stage]!r} stage")
-    teacher = check_teacher(Path(teacher_dir), stage, meta)
+    teacher = check_teacher(Path(teacher_dir), stage, meta, device)
     if stage == "fixed-point":
         if not teacher.config.self_conditioning:
             raise ValueError(f"fixed-point distillation needs a self-conditioned teacher; {teacher_dir} has no slot")
@@ -127,7 +133,7 @@ def run_stage(
 ) -> Path:
     """Train ``stage`` into ``run_dir`` (resuming or reusing what is there); returns the checkpoint folder."""
     rows = rows_for(data_folder, "train", dist_info.device)
-    model, loss = build_stage(stage, cfg, rows.meta, teacher_dir)
+    model, loss = build_stage(stage, cfg, rows.meta, teacher_dir, dist_info.device)
     return train(
         model, loss, rows, cfg.train, run_dir, dist_info,
         stage=stage,

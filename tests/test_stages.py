@@ -87,3 +87,13 @@ def test_weights_of_another_architecture_are_refused(tmp_path):
         ckpt.load_weights(wide, folder)
     with pytest.raises(ValueError, match="self-conditioned teacher|expected one of"):
         build_stage("fixed-point", CFG, META, save(tmp_path / "n", "teacher", teacher_model(sc=False)))
+
+
+def test_the_frozen_teacher_is_loaded_onto_the_training_device(tmp_path, monkeypatch):
+    # The training loop moves only the student; a teacher left on the CPU breaks CUDA training.
+    folder = save(tmp_path / "t", "teacher", teacher_model())
+    asked = []
+    load = ckpt.load_denoiser
+    monkeypatch.setattr(ckpt, "load_denoiser", lambda f, which, device="cpu": asked.append(device) or load(f, which))
+    build_stage("fixed-point", CFG, META, folder, torch.device("cuda", 3))
+    assert asked == [torch.device("cuda", 3)]
