@@ -12,7 +12,8 @@ flow-map-nosc      = teacher-nosc network      ``FlowMapLoss`` (unguided)  teach
 
 Every stage after the first checks its teacher checkpoint (stage, completion,
 architecture, data) before any training starts and refuses a wrong one with a
-one-line ``ValueError``.
+one-line ``ValueError``. A stage's own checkpoint is resumed or reused only
+under the settings that wrote it (``check_resume``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, Literal
 
 import torch
 
-from fmlm.config import require, to_dict
+from fmlm.config import ConfigError, from_dict, require, to_dict
 from fmlm.data import rows_for
 from fmlm.losses.fixed_point import FixedPointConfig, FixedPointLoss
 from fmlm.losses.flow_map import FlowMapConfig, FlowMapLoss
@@ -32,7 +33,8 @@ from fmlm.losses.teacher import TeacherConfig, TeacherLoss
 from fmlm.nn import Denoiser, DenoiserConfig, denoiser_config, warm_start
 from fmlm.train import checkpoint as ckpt
 from fmlm.train.distributed import DistInfo
-from fmlm.train.loop import TrainConfig, train
+from fmlm.train.distributed import barrier
+from fmlm.train.loop import TrainConfig, make_schedule, train
 
 Stage = Literal["teacher", "teacher-nosc", "fixed-point", "flow-map", "flow-map-nosc"]
 STAGES: tuple[str, ...] = ("teacher", "teacher-nosc", "fixed-point", "flow-map", "flow-map-nosc")
@@ -123,6 +125,47 @@ def build_stage(stage: str, cfg: StageConfig, meta: dict[str, Any], teacher_dir:
     return student, FlowMapLoss(cfg.flow_map, teacher)
 
 
+RESUMABLE_KEYS = ("train.device", "train.progress", "train.log_every", "train.checkpoint_every",
+                  "train.max_steps", "train.epochs")
+"""Stage settings that may differ between the call that wrote a checkpoint and one resuming it
+(the length of training may grow, never shrink below the checkpoint's step)."""
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_resume(folder: Path, cfg: StageConfig, total_steps: int) -> None:
+    """Refuse (one line) to resume or reuse the checkpoint in ``folder`` under other settings than ``cfg``.
+
+    The checkpoint's settings are read through ``StageConfig``, so a field added to the code after
+    it was written counts as its default. Only ``RESUMABLE_KEYS`` may differ, and the run must not
+    end (``total_steps``) before the step the checkpoint reached."""
+    if not (folder / "meta.json").is_file():
+        return
+    meta = ckpt.read_meta(folder)
+    saved = {k: v for k, v in meta.stage_config.items() if k != "teacher_dir"}
+    try:
+        old = _flat(to_dict(from_dict(StageConfig, saved)))
+    except ConfigError as err:
+        raise ValueError(f"checkpoint {folder}: its stage settings do not read as this version's ({err})") from None
+    new = _flat(to_dict(cfg))
+    changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k) and k not in RESUMABLE_KEYS]
+    if changed:
+        shown = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:3])
+        raise ValueError(f"checkpoint {folder} was trained with other settings ({shown}"
+                         f"{', ...' if len(changed) > 3 else ''}); use a new run folder or its settings")
+    if total_steps < meta.step:
+        raise ValueError(f"checkpoint {folder} is at step {meta.step}, past this run's {total_steps} steps; "
+                         "use a new run folder or at least its length of training")
+
+
 def run_stage(
     stage: str,
     cfg: StageConfig,
@@ -133,6 +176,11 @@ def run_stage(
 ) -> Path:
     """Train ``stage`` into ``run_dir`` (resuming or reusing what is there); returns the checkpoint folder."""
     rows = rows_for(data_folder, "train", dist_info.device)
+    folder = Path(run_dir) / "checkpoint"
+    if dist_info.is_main:
+        ckpt.recover_checkpoint(folder)
+    barrier()
+    check_resume(folder, cfg, make_schedule(cfg.train, len(rows), dist_info.world_size).total_steps)
     model, loss = build_stage(stage, cfg, rows.meta, teacher_dir, dist_info.device)
     return train(
         model, loss, rows, cfg.train, run_dir, dist_info,

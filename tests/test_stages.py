@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fmlm.nn import Denoiser, denoiser_config
-from fmlm.stages import NetworkConfig, StageConfig, build_stage
+from fmlm.stages import NetworkConfig, StageConfig, build_stage, check_resume
 from fmlm.train import checkpoint as ckpt
 from fmlm.train.optim import OptimConfig, build_optimizers
 
@@ -97,3 +97,30 @@ def test_the_frozen_teacher_is_loaded_onto_the_training_device(tmp_path, monkeyp
     monkeypatch.setattr(ckpt, "load_denoiser", lambda f, which, device="cpu": asked.append(device) or load(f, which))
     build_stage("fixed-point", CFG, META, folder, torch.device("cuda", 3))
     assert asked == [torch.device("cuda", 3)]
+
+
+def _saved_with(tmp_path, cfg, step=5):
+    from fmlm.config import to_dict
+
+    model = teacher_model()
+    meta = ckpt.CheckpointMeta("teacher", step, 5, True, {**to_dict(cfg), "teacher_dir": None}, {})
+    folder = tmp_path / "checkpoint"
+    ckpt.save_checkpoint(folder, model, model, build_optimizers(model, OptimConfig(optimizer="adamw")), meta)
+    return folder
+
+
+def test_resume_accepts_the_same_settings_and_a_longer_or_quieter_run(tmp_path):
+    folder = _saved_with(tmp_path, CFG)
+    check_resume(folder, CFG, 5)
+    train = dataclasses.replace(CFG.train, max_steps=50, progress=False, log_every=7, device="cpu")
+    check_resume(folder, dataclasses.replace(CFG, train=train), 50)
+    check_resume(tmp_path / "absent", CFG, 1)  # nothing to resume
+
+
+def test_resume_under_other_settings_is_refused_naming_them(tmp_path):
+    folder = _saved_with(tmp_path, CFG)
+    other = dataclasses.replace(CFG, train=dataclasses.replace(CFG.train, seed=9, global_batch=64))
+    with pytest.raises(ValueError, match=r"other settings \(train.global_batch 512 -> 64, train.seed 0 -> 9\)"):
+        check_resume(folder, other, 5)
+    with pytest.raises(ValueError, match="is at step 5, past this run's 3 steps"):
+        check_resume(folder, CFG, 3)

@@ -72,6 +72,22 @@ def save_checkpoint(
     return folder
 
 
+def recover_checkpoint(folder: str | Path) -> None:
+    """Finish a save that was interrupted between its two renames, if one was.
+
+    ``save_checkpoint`` writes ``<folder>.tmp`` completely, renames ``folder`` to ``<folder>.old``, then
+    ``<folder>.tmp`` to ``folder``. So when ``folder`` is missing but ``<folder>.old`` exists, the save
+    was cut between the renames and ``<folder>.tmp`` (if present) is the complete newer checkpoint;
+    without it the older one is put back. A lone ``<folder>.tmp`` is a save cut while writing: ignored.
+    """
+    folder = Path(folder)
+    tmp, old = folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")
+    if folder.exists() or not old.is_dir():
+        return
+    (tmp if tmp.is_dir() else old).rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def read_meta(folder: str | Path) -> CheckpointMeta:
     """The checkpoint's ``meta.json``; a one-line ValueError if the folder is not a checkpoint."""
     path = Path(folder) / "meta.json"

@@ -62,6 +62,7 @@ class TrainConfig:
         require(self.max_steps >= 0, "train.max_steps", "must be >= 0")
         require(self.log_every > 0, "train.log_every", "must be > 0")
         require(self.checkpoint_every > 0, "train.checkpoint_every", "must be > 0")
+        require(self.seed >= 0, "train.seed", f"must be >= 0, got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -125,12 +126,26 @@ def _autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
+def _logged_step(line: str) -> int | None:
+    """The step of a metrics line; None for a line cut short by a killed process."""
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def _truncate_metrics(path: Path, last_step: int) -> None:
-    """Drop logged lines past ``last_step`` (written after the checkpoint a resume starts from)."""
+    """Keep the logged lines up to ``last_step``, the step training restarts from (0: none).
+
+    Lines past it were written after the checkpoint (they are logged again), and so is a
+    partial last line of a killed process."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= last_step]
-    path.write_text("".join(line + "\n" for line in keep))
+    steps = [(line, _logged_step(line)) for line in path.read_text().splitlines()]
+    keep = [line for line, step in steps if step is not None and step <= last_step]
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    tmp.replace(path)
 
 
 def train(
@@ -159,6 +174,9 @@ def train(
     optimizers = build_optimizers(model, cfg.optim)
     ema = EMA(model, cfg.optim.ema_decay, cfg.optim.ema_warmup)
     start = 0
+    if dist_info.is_main:
+        ckpt.recover_checkpoint(folder)
+    barrier()
     if (folder / "meta.json").exists():
         meta = ckpt.require_stage(folder, (stage,), complete=False)
         if meta.complete and meta.step >= sched.total_steps:
@@ -167,8 +185,8 @@ def train(
         ckpt.load_weights(ema.module, folder, "ema")
         ckpt.load_optimizers(optimizers, folder)
         ema.updates = start = meta.step
-        if dist_info.is_main:
-            _truncate_metrics(metrics_path, start)
+    if dist_info.is_main:
+        _truncate_metrics(metrics_path, start)
     run_dir.mkdir(parents=True, exist_ok=True)
     net = model
     if dist_info.world_size > 1:

@@ -78,3 +78,53 @@ def test_training_reduces_the_loss(tmp_path):
     train(model, loss, rows, cfg, run, CPU, stage="teacher", stage_config={}, data_info={})
     losses = _losses(run)
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+
+
+def _step(folder):
+    return ckpt.read_meta(folder).step
+
+
+def test_a_save_cut_between_its_renames_is_recovered(tmp_path):
+    model, loss, rows, cfg, run = _setup(tmp_path, "run", 6)
+    train(model, loss, rows, cfg, run, CPU, stage="teacher", stage_config={}, data_info={})
+    folder = run / "checkpoint"
+    old, tmp = folder.with_name("checkpoint.old"), folder.with_name("checkpoint.tmp")
+    import shutil
+
+    # Cut after "checkpoint -> checkpoint.old" and before "checkpoint.tmp -> checkpoint": tmp is the newer one.
+    shutil.copytree(folder, tmp)
+    folder.rename(old)
+    ckpt.recover_checkpoint(folder)
+    assert _step(folder) == 6 and not old.exists() and not tmp.exists()
+    # Only the older one left: it is put back.
+    folder.rename(old)
+    ckpt.recover_checkpoint(folder)
+    assert _step(folder) == 6 and not old.exists()
+    # A lone .tmp is a first save cut while writing: nothing to recover.
+    folder.rename(tmp)
+    ckpt.recover_checkpoint(folder)
+    assert not folder.exists() and tmp.exists()
+
+
+def test_a_restart_from_step_0_starts_a_new_metrics_file(tmp_path):
+    model, loss, rows, cfg, run = _setup(tmp_path, "run", 2)
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 1, "loss": 9.0}\n{"step": 2, "loss": 9.0}\n')  # no checkpoint
+    train(model, loss, rows, cfg, run, CPU, stage="teacher", stage_config={}, data_info={})
+    assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert 9.0 not in _losses(run)
+
+
+def test_resume_drops_a_metrics_line_cut_short(tmp_path):
+    model, loss, rows, cfg3, run = _setup(tmp_path, "run", 3)
+    train(model, loss, rows, cfg3, run, CPU, stage="teacher", stage_config={}, data_info={})
+    with open(run / "metrics.jsonl", "a") as handle:
+        handle.write('{"step": 4, "lo')  # a process killed mid-append
+    model, loss, rows, cfg, _ = _setup(tmp_path, "run", 6)
+    train(model, loss, rows, cfg, run, CPU, stage="teacher", stage_config={}, data_info={})
+    assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5, 6]
+
+
+def test_negative_seed_is_refused():
+    with pytest.raises(ValueError, match="train.seed: must be >= 0"):
+        TrainConfig(seed=-1)
