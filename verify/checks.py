@@ -59,19 +59,27 @@ def banach_violation(iterates: list[Tensor], s_star: Tensor, lipschitz: float, k
 
     ``kind = "a_priori"``:     ``bound_k = L^k ||s_0 - s*||``
     ``kind = "a_posteriori"``: ``bound_k = L^k / (1 - L) ||s_1 - s_0||``
-    Iterations whose bound has fallen below ``floor`` (relative to ``bound_0``) are skipped:
+    ``kind = "step"``:         ``bound_k = L / (1 - L) ||s_k - s_{k-1}||`` (``k >= 1``; fails as soon
+    as the iteration contracts more slowly than ``L``, whatever the earlier steps did)
+    Iterations whose bound has fallen below ``floor`` (relative to the first bound) are skipped:
     there the error is rounding noise.
     """
+    errors = [row_norms(s_k - s_star) for s_k in iterates]
     if kind == "a_priori":
-        base = row_norms(iterates[0] - s_star)
+        bounds = [lipschitz**k * errors[0] for k in range(len(iterates))]
+    elif kind == "a_posteriori":
+        first = row_norms(iterates[1] - iterates[0]) / (1 - lipschitz)
+        bounds = [lipschitz**k * first for k in range(len(iterates))]
+    elif kind == "step":
+        errors = errors[1:]
+        bounds = [lipschitz / (1 - lipschitz) * row_norms(b - a) for a, b in zip(iterates[:-1], iterates[1:])]
     else:
-        base = row_norms(iterates[1] - iterates[0]) / (1 - lipschitz)
+        raise ValueError(f"kind must be 'a_priori', 'a_posteriori' or 'step', got {kind!r}")
     worst = -1.0
-    for k, s_k in enumerate(iterates):
-        bound = lipschitz**k * base
-        keep = bound > floor * base.clamp(min=1e-300)
+    for error, bound in zip(errors, bounds):
+        keep = bound > floor * bounds[0].clamp(min=1e-300)
         if bool(keep.any()):
-            worst = max(worst, float((row_norms(s_k - s_star)[keep] / bound[keep]).max()) - 1.0)
+            worst = max(worst, float((error[keep] / bound[keep]).max()) - 1.0)
     return worst
 
 

@@ -42,8 +42,6 @@ def test_flow_map_identity_gaussian(seed, s):
 def test_flow_map_tangent_gaussian(seed, s):
     data, z = gaussian_problem(seed)
     assert tangent_violation(data.two_time, z, s) < 1e-6
-    # the diagonal of the two-time denoiser is the one-time posterior mean
-    assert torch.allclose(data.two_time(z, s, s), data(z, s), atol=1e-12)
 
 
 @VERIFY

@@ -1,13 +1,21 @@
 """The fixed-point view on a *learned* self-conditioned denoiser.
 
 A tiny teacher network is trained (the real stage-1 loss; float32, as networks run) on synthetic
-codebook tokens whose exact posterior mean D*(z, t) is known. For its
-self-conditioning map F(s) = D_theta(z_t, t, s, w) the suite checks what the
-method assumes: F contracts (measured Lipschitz constant < 1), the Picard
-iteration converges to one fixed point from any start, the Banach bound holds
-with the measured constant, Anderson reaches it in no more evaluations, and
-the fixed point s* is compared with the exact denoiser D* and with F(0).
+codebook tokens whose exact posterior mean D*(z, t) is known. For its self-conditioning map
+F(s) = D_theta(z_t, t, s, w) the suite checks what the method assumes, row by row:
+
+- L, the largest Jacobian norm ``||dF/ds||_2`` met on the segment from 0 to s* and along the first
+  steps of a Picard run from a random start (s* is where that run ends), estimates F's Lipschitz
+  constant without looking at the Picard run from zero; where L < 1, s* is a fixed point, the run
+  from zero ends there and obeys the Banach bounds with this L (a-posteriori and per step);
+- F contracts (L < 1) somewhere, and Anderson reaches the fixed point in no more evaluations;
+- the slot matters (s* moves off F(0)), and at t = 0.4, 0.8 the fixed point s* (w = 1, where the
+  teacher's target is the posterior mean) is closer to the exact denoiser D* than the prior mean is;
+- METHOD.md section 6 says s* is a better denoiser than F(0). Measured against D* on this network
+  it holds at t = 0.1 and not at t = 0.4 (a strict xfail, so a change either way is reported).
 """
+
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -23,14 +31,33 @@ from verify.checks import banach_violation, evaluations_to_tol
 
 VOCAB, DIM, LENGTH, STEPS = 6, 8, 6, 200
 
+NOISE_FLOOR = 1e-3
+"""Banach bounds are checked until they fall to this fraction of the first: the network runs in
+float32, so below ~1e-6 of a row's scale the iterates stop moving by rounding, not by contraction."""
+
+SAME_POINT = 1e-5
+"""Row-norm distance under which two Picard runs have reached one fixed point (float32 rounding
+of a row of norm ~5 is ~1e-6)."""
+
+
+@contextmanager
+def torch_defaults(dtype):
+    """Default dtype ``dtype`` and one thread, restored on exit (module fixtures run before conftest's
+    per-test float64 fixture, so they set their own)."""
+    old_dtype, old_threads = torch.get_default_dtype(), torch.get_num_threads()
+    torch.set_default_dtype(dtype)
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old_dtype)
+        torch.set_num_threads(old_threads)
+
 
 @pytest.fixture(scope="module")
 def learned():
     """(teacher network, data) after STEPS optimiser steps of the stage-1 loss."""
-    dtype, threads = torch.get_default_dtype(), torch.get_num_threads()
-    torch.set_default_dtype(torch.float32)
-    torch.set_num_threads(1)
-    try:
+    with torch_defaults(torch.float32):
         g = torch.Generator().manual_seed(0)
         data = CodebookData(torch.randn(VOCAB, DIM, generator=g))
         torch.manual_seed(0)
@@ -45,17 +72,14 @@ def learned():
             opt.zero_grad()
         data64 = CodebookData(data.codebook.double())  # uniform prior, as above
         return model.eval().requires_grad_(False), data64
-    finally:
-        torch.set_default_dtype(dtype)
-        torch.set_num_threads(threads)
 
 
-def fixed_point_problem(model, data, t_value, seed=1):
+def fixed_point_problem(model, data, t_value, seed=1, w_value=2.0):
     g = torch.Generator().manual_seed(seed)
     x0, _ = data.sample(16, LENGTH, generator=g)
     t = torch.full((16,), t_value)
     z = interpolate(x0, torch.randn(x0.shape, generator=g), t)
-    w = torch.full((16,), 2.0)
+    w = torch.full((16,), w_value)
 
     def F(s):  # the network runs in float32; the iteration is carried in float64
         return model(z.float(), t.float(), sc=s.float(), w=w.float()).double()
@@ -63,19 +87,24 @@ def fixed_point_problem(model, data, t_value, seed=1):
     return F, z, t
 
 
-def row_lipschitz(F, result, s_star, seed=2):
-    """Per-row estimate of F's Lipschitz constant: the largest ratio met along the Picard path and
-    under random perturbations of s* (a lower bound on the true local constant)."""
-    steps = [row_norms(b - a) for a, b in zip(result.iterates[:-1], result.iterates[1:])]
-    est = torch.zeros(s_star.shape[0], dtype=s_star.dtype)
-    for n0, n1 in zip(steps[:-1], steps[1:]):
-        ok = n0 > 1e-4  # below this the ratio is float32 rounding noise
-        est = torch.where(ok, torch.maximum(est, n1 / n0.clamp(min=1e-300)), est)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(8):
-        d = 0.1 * torch.randn(s_star.shape, generator=g, dtype=s_star.dtype)
-        est = torch.maximum(est, row_norms(F(s_star + d) - F(s_star)) / row_norms(d))
-    return est
+def jacobian_norms(F, s):
+    """Per-row spectral norm ``||dF/ds (s)||_2``, one backward pass per output coordinate.
+
+    Needs F to act on each row alone (the denoiser does: rows never attend to each other), so the
+    gradient of an output coordinate summed over rows holds every row's Jacobian row.
+    """
+    s = s.detach().requires_grad_(True)
+    with torch.enable_grad():
+        out = F(s).reshape(s.shape[0], -1)
+        grads = [torch.autograd.grad(out[:, j].sum(), s, retain_graph=True)[0] for j in range(out.shape[1])]
+    jac = torch.stack([g.reshape(s.shape[0], -1) for g in grads], dim=1)  # (B, out, in)
+    return torch.linalg.matrix_norm(jac, 2)
+
+
+def sampled_lipschitz(F, points):
+    """Per-row largest ``||dF/ds||_2`` over ``points``: a lower bound on F's Lipschitz constant
+    (mean-value inequality), as good as the points cover the region the iteration visits."""
+    return torch.stack([jacobian_norms(F, p) for p in points]).max(dim=0).values
 
 
 T_VALUES = (0.1, 0.4, 0.8)
@@ -83,14 +112,20 @@ T_VALUES = (0.1, 0.4, 0.8)
 
 @pytest.fixture(scope="module")
 def contraction_table(learned):
-    """Per time: the Picard run, its end point and the per-row Lipschitz estimate."""
+    """Per time: F, z, the Picard run from zero, s* (the end of a run from a random start) and per-row L
+    (Jacobian norms on the segment from 0 to s* and at that run's first ten iterates, never on the
+    run from zero)."""
     model, data = learned
     table = {}
-    for t_value in T_VALUES:
-        F, z, _ = fixed_point_problem(model, data, t_value)
-        result = picard(F, torch.zeros_like(z), 60)
-        s_star = result.iterates[-1]
-        table[t_value] = (F, z, result, s_star, row_lipschitz(F, result, s_star))
+    with torch_defaults(torch.float64):
+        for t_value in T_VALUES:
+            F, z, _ = fixed_point_problem(model, data, t_value)
+            from_zero = picard(F, torch.zeros_like(z), 60)
+            g = torch.Generator().manual_seed(4)
+            from_random = picard(F, 5.0 * torch.randn(z.shape, generator=g, dtype=z.dtype), 80)
+            s_star = from_random.iterates[-1]
+            lipschitz = sampled_lipschitz(F, [0.0 * s_star, 0.5 * s_star, s_star] + from_random.iterates[:10])
+            table[t_value] = (F, z, from_zero, s_star, lipschitz)
     counts = {t: f"{int((v[4] < 1).sum())}/{len(v[4])}" for t, v in table.items()}
     print(f"\nlearned teacher: rows whose self-conditioning map contracts (L < 1), per t: {counts}")
     return table
@@ -98,22 +133,19 @@ def contraction_table(learned):
 
 @pytest.mark.parametrize("t_value", T_VALUES)
 def test_contraction_learned_map_obeys_banach_where_it_contracts(contraction_table, t_value):
-    """Where the measured L < 1 the iterates must obey the a-posteriori Banach bound with that L
-    (measured against the end point of a longer run), and where it contracts fast (L < 0.8) a
-    distant start must reach the same fixed point (Banach's theorem, row by row)."""
-    F, z, result, _, lipschitz = contraction_table[t_value]
+    """Where L < 1: s* is a fixed point, the run from zero ends at s* (Banach's uniqueness) and obeys
+    the a-posteriori and per-step Banach bounds with that L."""
+    F, z, from_zero, s_star, lipschitz = contraction_table[t_value]
     rows = lipschitz < 1.0
     if not bool(rows.any()):
-        pytest.skip(f"no row contracts at t = {t_value} (max L = {float(lipschitz.max()):.2f})")
-    s_star = picard(F, result.iterates[-1], 60).iterates[-1]
+        pytest.skip(f"no row contracts at t = {t_value} (min L = {float(lipschitz.min()):.2f})")
+    assert float(row_norms(F(s_star) - s_star)[rows].max()) < SAME_POINT
+    assert float(row_norms(from_zero.iterates[-1] - s_star)[rows].max()) < SAME_POINT
     for r in torch.nonzero(rows).flatten().tolist():
-        path = [s[r : r + 1] for s in result.iterates]
-        assert banach_violation(path, s_star[r : r + 1], float(lipschitz[r]), "a_posteriori", floor=1e-3) <= 1e-3
-    fast = lipschitz < 0.8
-    g = torch.Generator().manual_seed(4)
-    other = picard(F, 5.0 * torch.randn(z.shape, generator=g, dtype=z.dtype), 80).iterates[-1]
-    if bool(fast.any()):
-        assert float((other - s_star)[fast].abs().max()) < 1e-4
+        path = [s[r : r + 1] for s in from_zero.iterates]
+        for kind in ("a_posteriori", "step"):
+            violation = banach_violation(path, s_star[r : r + 1], float(lipschitz[r]), kind, floor=NOISE_FLOOR)
+            assert violation <= 1e-3, (r, kind, float(lipschitz[r]), violation)
 
 
 def test_contraction_learned_map_contracts_somewhere(contraction_table):
@@ -136,3 +168,42 @@ def test_anderson_needs_no_more_evaluations_on_the_learned_map(contraction_table
     n_picard = evaluations_to_tol(picard(F_rows, start, 60).residual_norms, tol)
     n_anderson = evaluations_to_tol(anderson(F_rows, start, 60, m=3).residual_norms, tol)
     assert n_anderson <= n_picard < 60
+
+
+def denoiser_errors(model, data, t_value):
+    """Squared distances to the exact D*(z, t), summed over the batch, of the fixed point s* (60 Picard
+    steps from zero, w = 1), of the first pass F(0) and of the prior mean E[x0] = D*(z, 0); and the
+    squared distance between s* and F(0)."""
+    F, z, _ = fixed_point_problem(model, data, t_value, w_value=1.0)
+    first = F(torch.zeros_like(z))
+    s_star = picard(F, torch.zeros_like(z), 60).iterates[-1]
+    exact = data(z, t_value)
+    err = lambda x: float(((x - exact) ** 2).sum())  # noqa: E731
+    return err(s_star), err(first), err(data(z, 0.0)), float(((s_star - first) ** 2).sum())
+
+
+@pytest.mark.parametrize("t_value", T_VALUES)
+def test_learned_fixed_point_uses_the_slot(learned, t_value):
+    """s* moves off the first pass F(0) by at least 10% of F(0)'s distance to D*: a map that ignored
+    its slot (as the untrained network does) would pass every contraction check above trivially."""
+    _, first, _, moved = denoiser_errors(*learned, t_value)
+    assert moved > 1e-2 * first
+
+
+@pytest.mark.parametrize("t_value", (0.4, 0.8))
+def test_learned_fixed_point_beats_the_prior_mean(learned, t_value):
+    """Away from t = 0 (where D* is the prior mean itself) s* is closer to D* than the prior mean
+    E[x0] = D*(z, 0) is, by at least half in squared distance."""
+    star, _, prior, _ = denoiser_errors(*learned, t_value)
+    assert star < 0.5 * prior
+
+
+@pytest.mark.parametrize(
+    "t_value",
+    [0.1, pytest.param(0.4, marks=pytest.mark.xfail(strict=True, reason="measured: s* is 17% farther from D*"))],
+)
+def test_learned_fixed_point_beats_the_first_pass(learned, t_value):
+    """METHOD.md section 6: the fixed point s* is a better denoiser than F(0), i.e. closer to D*.
+    (At t = 0.8 the two are within 3% of each other, too close to call either way.)"""
+    star, first, _, _ = denoiser_errors(*learned, t_value)
+    assert star < first
