@@ -181,6 +181,7 @@ def run_stage(
         ckpt.recover_checkpoint(folder)
     barrier()
     check_resume(folder, cfg, make_schedule(cfg.train, len(rows), dist_info.world_size).total_steps)
+    torch.manual_seed(cfg.train.seed)  # the initialisation, like data order and noise, follows train.seed
     model, loss = build_stage(stage, cfg, rows.meta, teacher_dir, dist_info.device)
     return train(
         model, loss, rows, cfg.train, run_dir, dist_info,
