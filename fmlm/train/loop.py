@@ -229,6 +229,9 @@ def train(
                 for k, v in {"loss": float(out.loss.detach()), **out.metrics}.items():
                     window.setdefault(k, []).append(v)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            if not math.isfinite(float(grad_norm)):  # the same on every process: gradients are reduced
+                raise FloatingPointError(f"train {stage}: non-finite gradient at step {step + 1} "
+                                         f"(loss {float(out.loss.detach()):.4g}); weights left at the last checkpoint")
             for opt in optimizers:
                 opt.step()
                 opt.zero_grad(set_to_none=True)

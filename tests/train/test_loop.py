@@ -128,3 +128,21 @@ def test_resume_drops_a_metrics_line_cut_short(tmp_path):
 def test_negative_seed_is_refused():
     with pytest.raises(ValueError, match="train.seed: must be >= 0"):
         TrainConfig(seed=-1)
+
+
+def test_a_non_finite_gradient_stops_training_before_the_weights_change(tmp_path):
+    model, loss, rows, cfg, run = _setup(tmp_path, "run", 6)
+    train(model, loss, rows, cfg, run, CPU, stage="teacher", stage_config={}, data_info={})  # checkpoint at 6
+    saved = ckpt.load_denoiser(run / "checkpoint", "model").state_dict()
+
+    def poisoned(model, batch, generator, decoder_step):
+        out = loss(model, batch, generator, decoder_step)
+        return type(out)(out.loss * float("nan"), out.metrics)
+
+    poisoned.decoder_prob = loss.decoder_prob
+    longer = TrainConfig(**{**cfg.__dict__, "max_steps": 9})
+    with pytest.raises(FloatingPointError, match="train teacher: non-finite gradient at step 7"):
+        train(model, poisoned, rows, longer, run, CPU, stage="teacher", stage_config={}, data_info={})
+    after = ckpt.load_denoiser(run / "checkpoint", "model").state_dict()
+    assert all(torch.equal(saved[k], after[k]) for k in saved)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
