@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from fmlm.config import ConfigError, apply_overrides
+from fmlm.config import apply_overrides
 from fmlm.experiment import PRESETS, preset
 from fmlm.pipeline import run_experiment
 from fmlm.stages import STAGES
@@ -26,7 +26,7 @@ from fmlm.stages import STAGES
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="embedded", choices=sorted(PRESETS))
+    parser.add_argument("--preset", default=None, choices=sorted(PRESETS), help="default: embedded")
     parser.add_argument("--quick", action="store_true", help="shorthand for --preset quick")
     parser.add_argument("--run", type=Path, default=None, help="run folder (default: runs/<preset>)")
     parser.add_argument("--stages", default=",".join(STAGES),
@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "'teacher,teacher-nosc' is the stage-1 study alone")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # key=value overrides may come before or after the options
 
 
 def print_summary(run_dir: Path) -> None:
@@ -49,17 +49,32 @@ def print_summary(run_dir: Path) -> None:
     print("\n" + table[cols].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
 
 
+def preset_name(args: argparse.Namespace) -> str:
+    """The preset asked for; ``--quick`` with another ``--preset`` is refused."""
+    if args.quick and args.preset not in (None, "quick"):
+        raise ValueError(f"--quick means --preset quick and conflicts with --preset {args.preset}; pass one of them")
+    return "quick" if args.quick else args.preset or "embedded"
+
+
+def parse_stages(text: str) -> tuple[str, ...]:
+    """``--stages`` as a tuple of names; an empty name (``a,,b``, a trailing comma, ``,``) is refused."""
+    names = tuple(s.strip() for s in text.split(","))
+    if "" in names:
+        raise ValueError(f"--stages {text!r} holds an empty stage name; give comma-separated names from {list(STAGES)}")
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    name = "quick" if args.quick else args.preset
     try:
+        name = preset_name(args)
         cfg = apply_overrides(preset(name), args.overrides)
-    except ConfigError as err:
+        stages = parse_stages(args.stages)
+    except ValueError as err:  # fmlm.config.ConfigError is a ValueError
         print(f"error: {err}", file=sys.stderr)
         return 2
     run_dir = args.run or Path("runs") / name
     try:
-        stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
         run_experiment(cfg, run_dir, progress=not args.no_progress, stages=stages)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -37,6 +37,9 @@ SAMPLER_DEFAULTS = {
 
 def _config(args: argparse.Namespace, overrides: list[str]) -> ExperimentConfig:
     """The run folder's stored configuration if it has one, else the preset; then the overrides."""
+    from fmlm.pipeline import check_run_folder
+
+    check_run_folder(_run_root(args))
     stored = _run_root(args) / "experiment.json"
     base = load_run_config(stored.parent) if stored.is_file() else preset(args.preset)
     return apply_overrides(base, overrides)

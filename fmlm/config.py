@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from pathlib import Path
@@ -20,7 +21,16 @@ T = TypeVar("T")
 
 
 class ConfigError(ValueError):
-    """A configuration key is unknown, mistyped or out of range."""
+    """A configuration key is unknown, mistyped or out of range.
+
+    ``require`` also records ``key`` and ``detail`` (the message without the key), so that
+    ``from_dict`` can restate a nested section's check under the full dotted path the user wrote.
+    """
+
+    def __init__(self, message: str, key: str | None = None, detail: str | None = None):
+        super().__init__(message)
+        self.key = key
+        self.detail = detail
 
 
 def _type_name(tp: Any) -> str:
@@ -95,14 +105,20 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
+        number = None
+        if isinstance(value, (int, float, str)):
             try:
-                return float(value)
+                number = float(value)
+            except OverflowError:  # an integer beyond the float range
+                number = math.inf
             except ValueError:
                 pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        # No config field means anything by inf or NaN; they would only fail later, inside training.
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -125,10 +141,20 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     kwargs = {name: _coerce(value, hints[name], prefix + name) for name, value in data.items()}
     try:
         return cls(**kwargs)
-    except ConfigError:
+    except ConfigError as err:
+        if prefix and err.key is not None:  # a ``require`` in a nested section: name the full path
+            raise _under(err, prefix) from None
         raise
     except TypeError as err:
         raise ConfigError(f"{prefix or cls.__name__}: {err}") from None
+
+
+def _under(err: ConfigError, prefix: str) -> ConfigError:
+    """``err`` with its key put under ``prefix``: a section checks itself as ``train.max_steps`` (or a
+    bare ``row_len``), which within ``train_teacher.`` is ``train_teacher.max_steps``."""
+    own = err.key.split(".", 1)[1] if "." in err.key else err.key
+    key = err.key if err.key.startswith(prefix) else prefix + own
+    return ConfigError(f"{key}: {err.detail}", key=key, detail=err.detail)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -196,4 +222,4 @@ def load_json(cls: type[T], path: str | Path) -> T:
 def require(condition: bool, key: str, message: str) -> None:
     """Raise ``ConfigError('key: message')`` unless ``condition``; for ``__post_init__`` checks."""
     if not condition:
-        raise ConfigError(f"{key}: {message}")
+        raise ConfigError(f"{key}: {message}", key=key, detail=message)

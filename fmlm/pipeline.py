@@ -101,8 +101,20 @@ def bind_run_folder(run_dir: Path, cfg: ExperimentConfig) -> None:
     _write_json(path, new)
 
 
+def check_run_folder(run_dir: Path) -> None:
+    """Refuse a run folder that is a file, or that sits below one, before anything is written."""
+    for path in (run_dir, *run_dir.parents):
+        if path.exists():
+            if not path.is_dir():
+                where = "is a file" if path == run_dir else f"lies below the file {path}"
+                raise ValueError(f"run folder {run_dir} {where}; pass a folder to --run")
+            return
+
+
 def check_stages(stages: tuple[str, ...]) -> tuple[str, ...]:
-    """``stages`` in pipeline order; each needs the stage it distils to be included too."""
+    """``stages`` in pipeline order; at least one, and each needs the stage it distils to be included too."""
+    if not stages:
+        raise ValueError(f"no stage given; choose one or more of {list(STAGES)}")
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ValueError(f"unknown stage {unknown[0]!r}; choose from {list(STAGES)}")
@@ -216,6 +228,7 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, progress: bool = 
                    stages: tuple[str, ...] = STAGES) -> Path:
     """Prepare data, train ``stages`` (under torchrun: on every process), then measure on rank 0."""
     run_dir = Path(run_dir)
+    check_run_folder(run_dir)
     stages = check_stages(stages)
     info = init_distributed(cfg.device)
     if info.is_main:

@@ -9,7 +9,11 @@ from fmlm.cli import main, parse_args
     (["prepare", "data.sourse=x"], "unknown config key data.sourse"),
     (["prepare", "data.row_len=long"], "data.row_len: expected an integer"),
     (["train", "teacher", "train_teacher.optim.optimizer=sgd"], "train_teacher.optim.optimizer: 'sgd' is not one of"),
-    (["train", "teacher", "train_teacher.global_batch=0"], "train.global_batch: must be > 0"),
+    (["train", "teacher", "train_teacher.global_batch=0"], "train_teacher.global_batch: must be > 0"),
+    (["train", "fixed-point", "train_fixed_point.max_steps=-5"], "train_fixed_point.max_steps: must be >= 0"),
+    (["train", "teacher", "train_teacher.optim.base_lr=Infinity"], "train_teacher.optim.base_lr: expected a finite"),
+    (["train", "teacher", "device=bogus"], "device: 'bogus' is not a device this project runs on; use auto, cpu"),
+    (["prepare", "device=meta"], "device: 'meta' is not a device"),
     (["sample", "steps=0"], "sampler.steps: must be >= 1"),
 ])
 def test_bad_settings_are_one_line_errors(tmp_path, capsys, argv, message):
@@ -46,3 +50,16 @@ def test_stray_arguments_are_refused(argv, capsys):
         parse_args(argv)
     assert exc.value.code == 2
     assert "unrecognized arguments" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["train", "teacher"], ["prepare"], ["sample"], ["evaluate", "x.jsonl"]])
+@pytest.mark.parametrize("below", [False, True])
+def test_a_run_folder_that_is_a_file_is_a_one_line_error(tmp_path, capsys, argv, below):
+    afile = tmp_path / "afile"
+    afile.write_text("keep me\n")
+    run = afile / "sub" if below else afile
+    extra = [f"cache_dir={tmp_path / 'cache'}"] if argv[0] in ("train", "prepare") else []  # experiment overrides
+    assert main([argv[0], "--run", str(run), *argv[1:], *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: run folder {run} ") and "afile" in err and len(err.splitlines()) == 1
+    assert afile.read_text() == "keep me\n" and [p.name for p in tmp_path.iterdir()] == ["afile"]

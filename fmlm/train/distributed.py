@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from fmlm.config import ConfigError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -28,13 +30,24 @@ class DistInfo:
         return self.rank == 0
 
 
+DEVICE_FORMS = "auto, cpu, cuda or cuda:N"
+
+
 def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> cuda when available else cpu; otherwise ``torch.device(name)`` (checked)."""
+    """``"auto"`` -> cuda when available else cpu; otherwise ``torch.device(name)``, which must be a CPU
+    or an available CUDA device (anything else is a ``ConfigError`` naming the key ``device``)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device: {name!r} is not a device this project runs on; use {DEVICE_FORMS}")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} was asked for but CUDA is not available")
+        raise ConfigError(f"device: {name!r} was asked for but CUDA is not available")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"device: {name!r} was asked for but only {torch.cuda.device_count()} CUDA devices exist")
     return device
 
 

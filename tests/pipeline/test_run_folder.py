@@ -1,14 +1,14 @@
 """A run folder is bound to one configuration; the accepted changes only add measurements
-(more seeds, step counts or sweeps)."""
+(more seeds, step counts or sweeps). Bad input is refused before anything is written."""
 
 import dataclasses
 import json
 
 import pytest
 
-from fmlm.config import to_dict
+from fmlm.config import apply_overrides, to_dict
 from fmlm.experiment import preset
-from fmlm.pipeline import Timer, bind_run_folder
+from fmlm.pipeline import Timer, bind_run_folder, check_stages, run_experiment
 
 
 def with_seeds(cfg, seeds):
@@ -79,3 +79,28 @@ def test_timer_adds_across_calls_keeps_stage_order_and_leaves_no_temporary(tmp_p
     assert list(data["stages"]) == ["train teacher", "prepare data"]
     assert data["stages"]["train teacher"] == 2.5 and data["total_s"] == 3.5
     assert [p.name for p in tmp_path.iterdir()] == ["timing.json"]
+
+
+def test_an_empty_stage_list_is_refused():
+    with pytest.raises(ValueError, match=r"^no stage given; choose one or more of \['teacher'"):
+        check_stages(())
+
+
+@pytest.mark.parametrize("case", ["run is a file", "run below a file", "no stages", "bad device"])
+def test_bad_input_is_refused_before_anything_is_written(tmp_path, case):
+    afile = tmp_path / "afile"
+    afile.write_text("keep me\n")
+    run, stages, overrides = tmp_path / "run", ("teacher",), []
+    if case == "run is a file":
+        run = afile
+    elif case == "run below a file":
+        run = afile / "run"
+    elif case == "no stages":
+        stages = ()
+    else:
+        overrides = ["device=bogus"]
+    cfg = apply_overrides(preset("quick"), [f"cache_dir={tmp_path / 'cache'}", *overrides])
+    with pytest.raises(ValueError) as err:
+        run_experiment(cfg, run, progress=False, stages=stages)
+    assert "\n" not in str(err.value)
+    assert afile.read_text() == "keep me\n" and [p.name for p in tmp_path.iterdir()] == ["afile"]

@@ -1,0 +1,68 @@
+"""Bad input to ``experiments/owt_fmlm_star.py`` and to the device setting: a one-line error naming the
+problem, exit code 2 (as ``python -m fmlm`` uses for bad settings), nothing written."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from fmlm.config import ConfigError
+from fmlm.train.distributed import resolve_device
+
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "owt_fmlm_star.py"
+
+
+def script():
+    spec = importlib.util.spec_from_file_location("owt_fmlm_star", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--quick", "--preset", "paper"], "--quick means --preset quick and conflicts with --preset paper"),
+    (["--quick", "--preset", "embedded"], "conflicts with --preset embedded"),
+    (["--quick", "--stages", ","], "--stages ',' holds an empty stage name"),
+    (["--quick", "--stages", "teacher,,teacher-nosc"], "holds an empty stage name"),
+    (["--quick", "--stages", "fixed-point"], "stage 'fixed-point' needs stage 'teacher'"),
+    (["--quick", "device=bogus"], "device: 'bogus' is not a device this project runs on; use auto, cpu, cuda"),
+    (["--quick", "train_teacher.max_steps=-5"], "train_teacher.max_steps: must be >= 0"),
+    (["--quick", "train_teacher.epochs=Infinity", "train_teacher.max_steps=0"],
+     "train_teacher.epochs: expected a finite number, got inf"),
+    (["--quick", "--run", "{afile}"], "run folder {afile} is a file; pass a folder to --run"),
+    (["--quick", "--run", "{afile}/run"], "run folder {afile}/run lies below the file {afile}"),
+])
+def test_bad_input_is_a_one_line_error_and_writes_nothing(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)  # the default run folder, runs/quick, would land here
+    afile = tmp_path / "afile"
+    afile.write_text("keep me\n")
+    argv = [a.format(afile=afile) for a in argv]
+    if "--run" not in argv:
+        argv += ["--run", str(tmp_path / "run")]
+    assert script().main([*argv, "--no-progress", f"cache_dir={tmp_path / 'cache'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {err[7:]}" and message.format(afile=afile) in err and len(err.splitlines()) == 1
+    assert afile.read_text() == "keep me\n" and [p.name for p in tmp_path.iterdir()] == ["afile"]
+
+
+@pytest.mark.parametrize("name", ["bogus", "", "CPU", "cuda:x", "cuda:-1", "meta", "cpu,cuda"])
+def test_a_bad_device_names_the_key_and_the_accepted_forms(name):
+    with pytest.raises(ConfigError, match=r"^device: .*; use auto, cpu, cuda or cuda:N$"):
+        resolve_device(name)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_without_cuda_names_the_key():
+    with pytest.raises(ConfigError, match=r"^device: 'cuda:0' was asked for but CUDA is not available$"):
+        resolve_device("cuda:0")
+
+
+def test_good_devices_resolve():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in ("cpu", "cuda")
+
+
+def test_overrides_may_come_after_the_options():
+    args = script().parse_args(["--quick", "a=1", "--run", "r", "b=2", "--stages", "teacher"])
+    assert (args.overrides, str(args.run), args.stages, args.preset) == (["a=1", "b=2"], "r", "teacher", None)
