@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -31,6 +32,11 @@ class DistInfo:
 
 
 DEVICE_FORMS = "auto, cpu, cuda or cuda:N"
+
+PROCESS_GROUP_TIMEOUT = timedelta(hours=6)
+"""How long a collective may wait. Rank 0 alone prepares the data (the paper preset tokenises
+OpenWebText and measures latent statistics) while the others wait at a barrier; NCCL's default
+of 10 minutes would abort that wait."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -61,7 +67,7 @@ def init_distributed(device: str = "auto") -> DistInfo:
         dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo", timeout=PROCESS_GROUP_TIMEOUT)
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
 
 
