@@ -9,6 +9,12 @@ Every command works with no arguments on the embedded offline preset:
     python -m fmlm sample --stage flow-map kind=ctm steps=2 gamma=0.75 w=5
     python -m fmlm evaluate runs/embedded/samples/teacher.jsonl
 
+Model folders (the paper's released checkpoints, or a finished stage of a run):
+
+    python -m fmlm import fmlm_star.ckpt --out models/fmlm-star [--config REFERENCE.yml] [--weights ema|raw]
+    python -m fmlm export runs/embedded/stages/flow-map --out models/embedded-flow-map
+    python -m fmlm sample --model models/fmlm-star --steps 1 --n 8
+
 Settings are dotted ``key=value`` overrides of the preset's configuration
 (``fmlm.experiment.ExperimentConfig``; for ``sample``, of ``SamplerConfig``).
 Unknown keys and wrong types are refused with a one-line error. ``train``
@@ -80,7 +86,45 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from fmlm.models import import_checkpoint
+
+    out = import_checkpoint(args.checkpoint, args.out, config_path=args.config, weights=args.weights,
+                            stage=args.stage, cache_dir=args.cache_dir, overwrite=args.overwrite)
+    print(out)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from fmlm.models import export_checkpoint
+
+    print(export_checkpoint(args.checkpoint, args.out, weights=args.weights, overwrite=args.overwrite))
+    return 0
+
+
+def _sample_model(args: argparse.Namespace) -> int:
+    """``sample --model DIR``: the folder's stored sampler setting for ``--steps``, then the overrides."""
+    from fmlm.models import load_model, sample_texts
+    from fmlm.models.sample import check_output_file, write_samples
+    from fmlm.train.distributed import resolve_device
+
+    out = args.out or Path(args.model).expanduser().resolve().parent / "samples" / f"{Path(args.model).name}.jsonl"
+    check_output_file(out)
+    device = resolve_device(args.device)
+    pretrained = load_model(args.model, device=str(device))
+    sampler = pretrained.sampler(args.steps, args.overrides)
+    samples, texts = sample_texts(pretrained, sampler, args.n, length=args.length, device=device)
+    write_samples(out, samples.indices, texts, samples.nfe)
+    for text in texts[: args.show]:
+        print(f"- {text[:500]}")
+    print(f"{args.n} samples of {args.length or pretrained.info.architecture.max_len} tokens, {samples.nfe} network "
+          f"evaluations each, {samples.wall_s:.1f} s ({samples.wall_s / args.n:.2f} s per sample) -> {out}")
+    return 0
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
+    if args.model is not None:
+        return _sample_model(args)
     from fmlm.data import load_meta, prepare, tokenizer_for
     from fmlm.samplers import SamplerConfig, batch_sampler, generate
     from fmlm.train import checkpoint as ckpt
@@ -148,15 +192,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("sample", help="sample text from a trained stage")
+    p = sub.add_parser("sample", help="sample text from a trained stage or a model folder")
     common(p)
     p.add_argument("--stage", default="teacher", choices=STAGES)
     p.add_argument("--checkpoint", type=Path, default=None)
+    p.add_argument("--model", default=None, help="a model folder or hub repo id (its stored sampler settings)")
+    p.add_argument("--steps", type=int, default=None, help="with --model: the stored setting for this many steps")
+    p.add_argument("--length", type=int, default=None, help="with --model: tokens per sample (default: its max)")
+    p.add_argument("--device", default="auto", help="with --model: auto, cpu, cuda or cuda:N")
     p.add_argument("--n", type=int, default=16)
     p.add_argument("--show", type=int, default=3, help="samples to print")
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("overrides", nargs="*", metavar="key=value", help="SamplerConfig fields, e.g. steps=4")
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("import", help="import a released reference checkpoint as a model folder")
+    p.add_argument("checkpoint", type=Path, help="a reference Lightning .ckpt (elf, elf_star, fmlm_star)")
+    p.add_argument("--out", type=Path, required=True, help="model folder to write")
+    p.add_argument("--config", type=Path, default=None, help="the reference's training YAML for this checkpoint")
+    p.add_argument("--weights", default="ema", choices=["ema", "raw"])
+    p.add_argument("--stage", default=None, choices=STAGES, help="default: from --config or the file name")
+    p.add_argument("--cache-dir", type=Path, default=Path("cache"), help="where the offline GPT-2 tokenizer is kept")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("export", help="export a finished stage checkpoint as a model folder")
+    p.add_argument("checkpoint", type=Path, help="RUN/stages/<stage> or its checkpoint/ folder")
+    p.add_argument("--out", type=Path, required=True, help="model folder to write")
+    p.add_argument("--weights", default="ema", choices=["ema", "raw"])
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("evaluate", help="gen PPL and entropy of a samples file")
     common(p)

@@ -43,6 +43,9 @@ class DenoiserConfig:
     mode_tokens: int = 4  # decoder-mode bank: learned tokens on decoder passes, zeros otherwise (0 = none)
     self_conditioning: bool = True  # input is [z, sc] (2d); False: input is z alone (the no-SC baseline)
     default_phase: float = 0.002  # tau fed to the phase bank when a caller passes none (tau_0 = e)
+    # tau fed on decoder passes when a caller passes none; None = default_phase. The paper's
+    # reference runs its decoder passes at phase 0 (imported models set 0.0).
+    decode_phase: float | None = None
     # "tokens": the phase bank is its own prefix tokens (the paper's architecture; zero tokens still take
     # part in attention, so a warm start moves the output). "time": its tokens are added onto the time
     # bank's, so a zero-initialised bank leaves a warm-started student exactly equal to its teacher.
@@ -81,7 +84,7 @@ class DenoiserConfig:
         require(
             self.mlp_hidden >= 1,
             "mlp_ratio",
-            f"SwiGLU hidden size int(mlp_ratio * width * 2/3) is {self.mlp_hidden}; must be >= 1",
+            f"SwiGLU hidden size int(int(mlp_ratio * width) * 2/3) is {self.mlp_hidden}; must be >= 1",
         )
         require(
             isinstance(self.self_conditioning, bool),
@@ -103,13 +106,14 @@ class DenoiserConfig:
             "phase_tokens",
             f"must equal time_tokens ({self.time_tokens}) when phase_placement is 'time', got {self.phase_tokens}",
         )
-        require(
-            isinstance(self.default_phase, (int, float))
-            and not isinstance(self.default_phase, bool)
-            and math.isfinite(self.default_phase),
-            "default_phase",
-            f"must be a finite number, got {self.default_phase!r}",
-        )
+        for name in ("default_phase", "decode_phase"):
+            value = getattr(self, name)
+            require(
+                (value is None and name == "decode_phase")
+                or (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)),
+                name,
+                f"must be a finite number, got {value!r}",
+            )
 
     @property
     def phase_prefix(self) -> int:
@@ -123,8 +127,16 @@ class DenoiserConfig:
 
     @property
     def mlp_hidden(self) -> int:
-        """SwiGLU hidden size, int(mlp_ratio * width * 2 / 3) (parameter-matched to a GELU MLP)."""
-        return int(self.mlp_ratio * self.width * 2 / 3)
+        """SwiGLU hidden size, int(int(mlp_ratio * width) * 2 / 3) (parameter-matched to a GELU MLP).
+
+        The paper's reference rule: first the GELU width int(mlp_ratio * width), then two thirds of it.
+        """
+        return int(int(self.mlp_ratio * self.width) * 2 / 3)
+
+    @property
+    def phase_on_decode(self) -> float:
+        """tau fed to the phase bank on a decoder pass that is given none."""
+        return self.default_phase if self.decode_phase is None else self.decode_phase
 
     @property
     def prefix_len(self) -> int:

@@ -93,7 +93,8 @@ class Denoiser(nn.Module):
         z: (B, L, latent_dim), the latent at source time s (= t unless given), L <= max_len.
         t, s, w, tau: per-row scalars, (B,) tensors (a Python number or 0-d tensor is
         broadcast). sc: self-conditioning slot like z (None = zeros). w: guidance
-        scale (None = 1, no guidance). tau: phase (None = config.default_phase).
+        scale (None = 1, no guidance). tau: phase (None = config.default_phase, or on a decoder
+        pass config.phase_on_decode).
         positions: decoder mode only, a bool (B, L) mask; the logits of the selected tokens
         alone are computed and returned as (N, vocab_size) (cheaper when the vocabulary is large).
         """
@@ -128,7 +129,9 @@ class Denoiser(nn.Module):
         time = self.time_bank(t, s)
         phase = None
         if self.phase_bank is not None:
-            phase = self.phase_bank(torch.full_like(t, cfg.default_phase) if tau is None else tau)
+            if tau is None:
+                tau = torch.full_like(t, cfg.phase_on_decode if decode else cfg.default_phase)
+            phase = self.phase_bank(tau)
             if cfg.phase_placement == "time":
                 time, phase = time + phase, None
         prefix = [time]

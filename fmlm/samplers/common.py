@@ -47,6 +47,9 @@ class SamplerConfig:
     t_eps: float = 0.05
     seed: int = 0
     batch_size: int = 64
+    # Guidance fed to the final decoder pass: False = none (w = 1, how this project trains its decoder
+    # branch); True = the sampler's w (how the paper's reference decodes; set for imported models).
+    decode_guided: bool = False
 
     def __post_init__(self) -> None:
         require(self.steps >= 1, "sampler.steps", f"must be >= 1, got {self.steps}")
@@ -98,10 +101,11 @@ def guidance_of(model: nn.Module, w: float, batch: int, device) -> Tensor | None
     return torch.full((batch,), float(w), device=device)
 
 
-def decode(model: nn.Module, z: Tensor) -> Tensor:
-    """Token ids from the decoder head at t = 1 (one network evaluation)."""
+def decode(model: nn.Module, z: Tensor, w: float | None = None) -> Tensor:
+    """Token ids from the decoder head at t = 1 (one network evaluation), guided by ``w`` if given."""
     ones = torch.ones(z.shape[0], device=z.device, dtype=z.dtype)
-    return model(z, ones, decode=True).argmax(-1)
+    guidance = None if w is None else guidance_of(model, w, z.shape[0], z.device)
+    return model(z, ones, w=guidance, decode=True).argmax(-1)
 
 
 # A batch sampler maps (model, noise streams, grid) to (final latents, network evaluations per sample).
@@ -138,7 +142,7 @@ def generate(
         noise = NoiseStreams(cfg.seed, chunk, shape, device)
         z, nfe = sample_batch(model, noise, grid)
         latents.append(z.float().cpu())
-        ids.append(decode(model, z).cpu())
+        ids.append(decode(model, z, cfg.w if cfg.decode_guided else None).cpu())
         bar.update(len(chunk))
     bar.close()
     return SampleSet(torch.cat(latents), torch.cat(ids), nfe + 1, time.perf_counter() - start, indices)

@@ -24,7 +24,7 @@ def test_every_preset_builds_and_defaults_match_method():
         assert cfg.time_tokens == 4 and cfg.guidance_tokens == 4 and cfg.mode_tokens == 4
         assert cfg.phase_tokens == 0 and cfg.self_conditioning
         assert cfg.prefix_len == 12
-    assert denoiser_config("elf-b", **SIZES).mlp_hidden == 2048  # int(4 * 768 * 2/3)
+    assert denoiser_config("elf-b", **SIZES).mlp_hidden == 2048  # int(int(4 * 768) * 2/3)
 
 
 def test_unknown_preset_lists_known_ones():
