@@ -163,11 +163,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"samples file {args.samples} holds no samples")
     evaluator = load_evaluator(args.evaluator or cfg.evaluation.evaluator, cache_dir=Path(cfg.cache_dir),
                                device=resolve_device(cfg.device))
+    if args.framing == "paper":
+        return _evaluate_like_paper(args, evaluator, texts, cfg.evaluation.score_batch)
     result = evaluate_texts(evaluator, texts, batch_size=cfg.evaluation.score_batch, max_tokens=cfg.evaluation.max_tokens)
     out = args.samples.with_suffix(".scored.jsonl")
     out.write_text("".join(json.dumps(r) + "\n" for r in result.rows()))
     print(json.dumps(result.summary(), indent=2))
     print(f"per-sample scores -> {out}")
+    return 0
+
+
+def _evaluate_like_paper(args: argparse.Namespace, evaluator, texts: list[str], batch_size: int) -> int:
+    """``evaluate --framing paper``: the reference's scoring (blank samples dropped, as it does, and kept)
+    beside this project's framing, side by side."""
+    from fmlm.evaluation.paper_scoring import compare_framings
+
+    result = compare_framings(evaluator, texts, batch_size=batch_size, max_length=args.max_length)
+    out = args.samples.with_suffix(".paper.json")
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps({"evaluator": evaluator.name, "n_samples": len(texts), **result}, indent=2) + "\n")
+    tmp.replace(out)
+    print(f"{'scoring':<34} {'gen PPL':>10} {'entropy':>8} {'scored':>7}")
+    labels = {"paper": "paper (blank samples dropped)", "paper_keep_empty": "paper, blank samples kept",
+              "project": "project framing"}
+    for key, label in labels.items():
+        row = result[key]
+        scored = row.get("n_scored", row.get("n_samples"))
+        print(f"{label:<34} {row['gen_ppl']:>10.2f} {row['entropy']:>8.3f} {scored:>7}")
+    print(f"-> {out}")
     return 0
 
 
@@ -226,7 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="gen PPL and entropy of a samples file")
     common(p)
     p.add_argument("samples", type=Path, nargs="?", default=Path("runs/embedded/samples/teacher.jsonl"))
-    p.add_argument("--evaluator", default=None, help="default: the preset's evaluator")
+    p.add_argument("--evaluator", default=None, help="default: the preset's evaluator (paper: gpt2-large)")
+    p.add_argument("--framing", default="project", choices=["project", "paper"],
+                   help="paper: the reference's exact scoring (dropped and kept blank samples) beside ours")
+    p.add_argument("--max-length", type=int, default=1024, help="with --framing paper: retokenised length cap")
     p.set_defaults(func=cmd_evaluate)
     return parser
 

@@ -2,8 +2,9 @@
 fly, Muon, ELF-B-style stage chain) at tiny size, end to end, without any download."""
 
 import json
+import shutil
 
-from fmlm.data import EncodedRows, prepare, rows_for
+from fmlm.data import EncodedRows, load_meta as data_meta, prepare, rows_for
 from fmlm.pipeline import run_experiment
 from fmlm.train import checkpoint as ckpt
 from tests.pipeline.conftest import tiny_paper_config
@@ -41,3 +42,25 @@ def test_paper_preset_runs_all_stages_at_tiny_size(tmp_path, text_folder, tiny_g
     assert fp["n_rows"] == 2 and fp["student_dist"] >= 0
     guidance = json.loads((run / "guidance.json").read_text())
     assert guidance["w"] == 5.0 and len(guidance["by_t"]) == 5 and not list(run.glob("*.tmp"))
+    # A finished stage becomes a model folder that loads and samples like an imported one.
+    from fmlm.cli import main
+    from fmlm.models import load_model
+
+    folder = tmp_path / "models" / "flow-map"
+    assert main(["export", str(run / "stages" / "flow-map"), "--out", str(folder)]) == 0
+    loaded = load_model(folder)
+    trained = ckpt.load_denoiser(run / "stages" / "flow-map" / "checkpoint", "ema")
+    for name, tensor in trained.state_dict().items():
+        assert loaded.model.state_dict()[name].equal(tensor), name
+    assert loaded.info.stage == "flow-map" and loaded.info.whitening_sigma == data_meta(data)["sigma"]
+    assert loaded.info.flow.lam == cfg.flow_map.flow.lam and set(loaded.info.samplers) == {"1", "2", "4"}
+    out = tmp_path / "exported.jsonl"
+    assert main(["sample", "--model", str(folder), "--steps", "2", "--n", "2", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    assert [json.loads(line)["nfe"] for line in out.read_text().splitlines()] == [3, 3]
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(run / "stages" / "teacher" / "checkpoint", unfinished)
+    meta = json.loads((unfinished / "meta.json").read_text())
+    (unfinished / "meta.json").write_text(json.dumps({**meta, "complete": False}))
+    assert main(["export", str(unfinished), "--out", str(tmp_path / "nope")]) == 2
+    assert not (tmp_path / "nope").exists()
