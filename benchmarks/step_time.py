@@ -23,7 +23,7 @@ from fmlm.losses.fixed_point import FixedPointLoss
 from fmlm.losses.flow_map import FlowMapLoss
 from fmlm.losses.teacher import TeacherLoss
 from fmlm.nn import Denoiser, count_parameters
-from fmlm.samplers import SamplerConfig, batch_sampler, generate
+from fmlm.samplers import batch_sampler, generate, sampler_for
 from fmlm.train.optim import build_optimizers, set_lr
 
 DIMS = {"embedded": (384, 30522), "quick": (384, 30522), "paper": (1280, 50257)}  # encoder width, vocabulary
@@ -64,9 +64,9 @@ def main() -> None:
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext()
     # Losses are built when their case runs: the distillation losses freeze the model they are given.
     cases = [
-        ("teacher", teacher, lambda: TeacherLoss(cfg.teacher), cfg.train_teacher),
-        ("fixed-point", student, lambda: FixedPointLoss(cfg.fixed_point, teacher), cfg.train_fixed_point),
-        ("flow-map", flow_map, lambda: FlowMapLoss(cfg.flow_map, student), cfg.train_flow_map),
+        ("teacher", teacher, lambda: TeacherLoss(cfg.teacher, cfg.flow), cfg.train_teacher),
+        ("fixed-point", student, lambda: FixedPointLoss(cfg.fixed_point, teacher, cfg.flow), cfg.train_fixed_point),
+        ("flow-map", flow_map, lambda: FlowMapLoss(cfg.flow_map, student, cfg.flow), cfg.train_flow_map),
     ]
     gen = torch.Generator(device=device).manual_seed(0)
     for name, model, make_loss, train in cases:
@@ -85,7 +85,7 @@ def main() -> None:
             sec = timed(step, args.repeats, device)
             kind = "decoder step" if decoder else "denoising step"
             print(f"{name:12s} {kind:15s} {sec:7.3f} s/step  {args.batch * length / sec:10.0f} tokens/s")
-    sampler = SamplerConfig(kind="sde", steps=8, batch_size=args.batch)
+    sampler = sampler_for(cfg.flow, {"kind": "sde", "steps": 8, "batch_size": args.batch})
     with autocast:
         sec = timed(lambda: generate(teacher.eval(), batch_sampler(sampler), sampler, args.batch, length,
                                      device=device, progress=False), 1, device)

@@ -199,26 +199,6 @@ def apply_overrides(cfg: T, overrides: list[str] | tuple[str, ...]) -> T:
     return from_dict(type(cfg), data)
 
 
-def save_json(cfg: Any, path: str | Path) -> None:
-    """Write ``cfg`` as indented JSON (atomically: a temporary file, then a rename)."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
-
-
-def load_json(cls: type[T], path: str | Path) -> T:
-    """Read a config written by ``save_json``; unknown keys and wrong types raise ``ConfigError``."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"config file {path} is not valid JSON: {err}") from None
-    return from_dict(cls, data)
-
-
 def require(condition: bool, key: str, message: str) -> None:
     """Raise ``ConfigError('key: message')`` unless ``condition``; for ``__post_init__`` checks."""
     if not condition:

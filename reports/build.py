@@ -21,6 +21,7 @@ from reports.guidance import guidance_table
 from reports.loading import (MODEL_LABELS, check_run_folder, load_experiment, load_fixed_point, load_guidance,
                              load_results, load_stage_metrics, load_timing)
 from reports.plots import ppl_vs_entropy, ppl_vs_steps, training_curves
+from reports.released import released_table
 from reports.summary import fmt_num, missing, steps_text, summarize
 from reports.tables import cost_table, main_table, sc_table
 
@@ -33,6 +34,10 @@ TABLES = {
     "guidance_table.md": "Guidance response of the teacher",
     "decoder_table.md": "Decoders alone: held-out latents decoded",
 }
+RUN_KIND_TABLES = {
+    "released_table.md": "Released models: ours beside the paper's quoted numbers",
+}
+"""Tables written only for the run folders they describe (records with ``scoring == "paper"``)."""
 PLOTS = {
     "ppl_vs_steps.png": "gen PPL vs steps",
     "ppl_vs_entropy.png": "gen PPL vs entropy (w / gamma sweeps)",
@@ -192,8 +197,14 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
         "guidance_table.md": guidance_table(guidance),
         "decoder_table.md": decoder_table(results),
     }
+    released = released_table(results, experiment)  # only for records scored the paper's way
+    if released is None:
+        (out / "released_table.md").unlink(missing_ok=True)  # never leave a stale table from an earlier report
+    else:
+        bodies = {"released_table.md": released, **bodies}
+    titles = {**TABLES, **RUN_KIND_TABLES}
     for name, body in bodies.items():
-        write_text_atomic(out / name, f"# {TABLES[name]}\n\n{body}")
+        write_text_atomic(out / name, f"# {titles[name]}\n\n{body}")
     makers = {"ppl_vs_steps.png": lambda p: ppl_vs_steps(summary, p),
               "ppl_vs_entropy.png": lambda p: ppl_vs_entropy(summary, p),
               "training_curves.png": lambda p: training_curves(metrics, p)}
@@ -209,7 +220,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
     parts = [f"# Report: {run_name}", _context(run_name, experiment, results, summary),
              "## Missing and notes\n\n" + ("\n".join(f"- {n}" for n in notes) if notes else "- nothing missing")]
     for name, body in bodies.items():
-        parts.append(f"## {TABLES[name]}\n\n([{name}]({name}))\n\n{body.replace(chr(10) + '### ', chr(10) + '#### ')}")
+        parts.append(f"## {titles[name]}\n\n([{name}]({name}))\n\n{body.replace(chr(10) + '### ', chr(10) + '#### ')}")
     plots = [f"### {PLOTS[name]}\n\n![{PLOTS[name]}]({name})" for name in written]
     parts.append("## Plots\n\n" + ("\n\n".join(plots) if plots else "No plot could be drawn (see notes)."))
     parts.append("## Timing\n\n" + _timing_md(timing))

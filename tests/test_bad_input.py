@@ -1,8 +1,5 @@
-"""Bad input to ``experiments/owt_fmlm_star.py`` and to the device setting: a one-line error naming the
+"""Bad input to the main job (``python -m fmlm run``, which ``experiments/owt_fmlm_star.py`` calls) and to the device option: a one-line error naming the
 problem, exit code 2 (as ``python -m fmlm`` uses for bad settings), nothing written."""
-
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,14 +7,7 @@ import torch
 from fmlm.config import ConfigError
 from fmlm.train.distributed import resolve_device
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "owt_fmlm_star.py"
-
-
-def script():
-    spec = importlib.util.spec_from_file_location("owt_fmlm_star", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from fmlm.cli import main, parse_args
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -26,11 +16,11 @@ def script():
     (["--quick", "--stages", ","], "--stages ',' holds an empty stage name"),
     (["--quick", "--stages", "teacher,,teacher-nosc"], "holds an empty stage name"),
     (["--quick", "--stages", "fixed-point"], "stage 'fixed-point' needs stage 'teacher'"),
-    (["--quick", "device=bogus"], "device: 'bogus' is not a device this project runs on; use auto, cpu, cuda"),
+    (["--quick", "--device", "bogus"], "device: 'bogus' is not a device this project runs on; use auto, cpu, cuda"),
     (["--quick", "train_teacher.max_steps=-5"], "train_teacher.max_steps: must be >= 0"),
     (["--quick", "train_teacher.epochs=Infinity", "train_teacher.max_steps=0"],
      "train_teacher.epochs: expected a finite number, got inf"),
-    (["--quick", "--run", "{afile}"], "run folder {afile} is a file; pass a folder to --run"),
+    (["--quick", "--run", "{afile}"], "run folder {afile} is a file; pass a folder to --run-dir"),
     (["--quick", "--run", "{afile}/run"], "run folder {afile}/run lies below the file {afile}"),
 ])
 def test_bad_input_is_a_one_line_error_and_writes_nothing(tmp_path, monkeypatch, capsys, argv, message):
@@ -40,7 +30,7 @@ def test_bad_input_is_a_one_line_error_and_writes_nothing(tmp_path, monkeypatch,
     argv = [a.format(afile=afile) for a in argv]
     if "--run" not in argv:
         argv += ["--run", str(tmp_path / "run")]
-    assert script().main([*argv, "--no-progress", f"cache_dir={tmp_path / 'cache'}"]) == 2
+    assert main(["run", *argv, "--no-progress", f"cache_dir={tmp_path / 'cache'}"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"error: {err[7:]}" and message.format(afile=afile) in err and len(err.splitlines()) == 1
     assert afile.read_text() == "keep me\n" and [p.name for p in tmp_path.iterdir()] == ["afile"]
@@ -64,5 +54,5 @@ def test_good_devices_resolve():
 
 
 def test_overrides_may_come_after_the_options():
-    args = script().parse_args(["--quick", "a=1", "--run", "r", "b=2", "--stages", "teacher"])
-    assert (args.overrides, str(args.run), args.stages, args.preset) == (["a=1", "b=2"], "r", "teacher", None)
+    args = parse_args(["run", "--quick", "a=1", "--run", "r", "b=2", "--stages", "teacher"])
+    assert (args.overrides, str(args.run_dir), args.stages, args.preset) == (["a=1", "b=2"], "r", "teacher", None)

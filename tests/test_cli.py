@@ -12,8 +12,9 @@ from fmlm.cli import main, parse_args
     (["train", "teacher", "train_teacher.global_batch=0"], "train_teacher.global_batch: must be > 0"),
     (["train", "fixed-point", "train_fixed_point.max_steps=-5"], "train_fixed_point.max_steps: must be >= 0"),
     (["train", "teacher", "train_teacher.optim.base_lr=Infinity"], "train_teacher.optim.base_lr: expected a finite"),
-    (["train", "teacher", "device=bogus"], "device: 'bogus' is not a device this project runs on; use auto, cpu"),
-    (["prepare", "device=meta"], "device: 'meta' is not a device"),
+    (["train", "teacher", "--device", "bogus"], "device: 'bogus' is not a device this project runs on; use auto, cpu"),
+    (["prepare", "--device", "meta"], "device: 'meta' is not a device"),
+    (["prepare", "device=cpu"], "device=cpu: the device is an option of the command, not a setting; pass --device"),
     (["sample", "steps=0"], "sampler.steps: must be >= 1"),
 ])
 def test_bad_settings_are_one_line_errors(tmp_path, capsys, argv, message):
@@ -40,11 +41,11 @@ def test_missing_samples_file_is_a_one_line_error(tmp_path, capsys):
 
 def test_overrides_are_accepted_after_the_options():
     args = parse_args(["train", "fixed-point", "--run", "r", "--teacher", "t", "train_fixed_point.max_steps=3", "seed=1"])
-    assert (args.stage, str(args.run), str(args.teacher)) == ("fixed-point", "r", "t")
+    assert (args.stage, str(args.run_dir), str(args.teacher)) == ("fixed-point", "r", "t")
     assert args.overrides == ["train_fixed_point.max_steps=3", "seed=1"]
 
 
-@pytest.mark.parametrize("argv", [["train", "teacher", "--run", "r", "stray"], ["train", "--bogus"], ["evaluate", "x.jsonl", "a=1"]])
+@pytest.mark.parametrize("argv", [["train", "teacher", "--run", "r", "stray"], ["train", "--bogus"], ["evaluate", "x.jsonl", "y.jsonl"]])
 def test_stray_arguments_are_refused(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         parse_args(argv)

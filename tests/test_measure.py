@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fmlm import measure
-from fmlm.measure import Scoring, measure_reconstruction
+from fmlm.experiment import measure
+from fmlm.experiment.measure import Scoring, measure_reconstruction
 
 
 class OneHotRows:

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from fmlm.losses.teacher import FlowConfig
-from fmlm.probes import guidance_response
+from fmlm.math.flow import FlowConfig
+from fmlm.experiment.probes import guidance_response
 
 
 class GuidedLinear(nn.Module):

@@ -7,12 +7,17 @@ import pytest
 import torch
 
 from fmlm.nn import Denoiser, denoiser_config
-from fmlm.stages import NetworkConfig, StageConfig, build_stage, check_resume
+from fmlm.experiment.config import NetworkConfig, StageConfig
+from fmlm.experiment.stages import build_stage, check_resume
+from fmlm.losses.fixed_point import FixedPointConfig
+from fmlm.losses.flow_map import FlowMapConfig
+from fmlm.losses.teacher import TeacherConfig
 from fmlm.train import checkpoint as ckpt
 from fmlm.train.optim import OptimConfig, build_optimizers
 
 META = {"dim": 8, "vocab_size": 20, "row_len": 8}
-CFG = StageConfig(network=NetworkConfig(preset="tiny"))
+CFG = StageConfig(network=NetworkConfig(preset="tiny"), teacher=TeacherConfig(), fixed_point=FixedPointConfig(),
+                  flow_map=FlowMapConfig())  # every loss section set: builds any stage
 
 
 def save(folder, stage, model, complete=True):
@@ -103,7 +108,7 @@ def _saved_with(tmp_path, cfg, step=5):
     from fmlm.config import to_dict
 
     model = teacher_model()
-    meta = ckpt.CheckpointMeta("teacher", step, 5, True, {**to_dict(cfg), "teacher_dir": None}, {})
+    meta = ckpt.CheckpointMeta("teacher", step, 5, True, to_dict(cfg), {})
     folder = tmp_path / "checkpoint"
     ckpt.save_checkpoint(folder, model, model, build_optimizers(model, OptimConfig(optimizer="adamw")), meta)
     return folder
@@ -112,7 +117,7 @@ def _saved_with(tmp_path, cfg, step=5):
 def test_resume_accepts_the_same_settings_and_a_longer_or_quieter_run(tmp_path):
     folder = _saved_with(tmp_path, CFG)
     check_resume(folder, CFG, 5)
-    train = dataclasses.replace(CFG.train, max_steps=50, progress=False, log_every=7, device="cpu")
+    train = dataclasses.replace(CFG.train, max_steps=50, log_every=7)
     check_resume(folder, dataclasses.replace(CFG, train=train), 50)
     check_resume(tmp_path / "absent", CFG, 1)  # nothing to resume
 

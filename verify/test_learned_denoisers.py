@@ -20,7 +20,8 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-from fmlm.losses.common import Batch, GuidanceConfig
+from fmlm.math.flow import FlowConfig
+from fmlm.losses.common import Batch
 from fmlm.losses.teacher import TeacherConfig, TeacherLoss
 from fmlm.math.fixed_point import anderson, picard
 from fmlm.math.guards import row_norms
@@ -63,7 +64,7 @@ def learned():
         torch.manual_seed(0)
         model = Denoiser(denoiser_config("tiny", latent_dim=DIM, vocab_size=VOCAB, max_len=LENGTH))
         model.check_finite = False
-        loss = TeacherLoss(TeacherConfig(guidance=GuidanceConfig(1.0, 3.0)))
+        loss = TeacherLoss(TeacherConfig(), FlowConfig(w_min=1.0, w_max=3.0))
         opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
         for step in range(STEPS):
             x0, ids = data.sample(32, LENGTH, generator=g)

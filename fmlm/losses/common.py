@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fmlm.config import require
+from fmlm.math.flow import FlowConfig
 from fmlm.math.interpolant import interpolate
 from fmlm.math.times import sample_logit_normal
 
@@ -73,22 +74,10 @@ class DecoderConfig:
         require(self.p_std > 0, "decoder.p_std", "must be > 0")
 
 
-@dataclass(frozen=True)
-class GuidanceConfig:
-    """Range of the log-uniform self-conditioning guidance scale w (METHOD.md section 5)."""
-
-    w_min: float = 0.5
-    w_max: float = 5.0
-
-    def __post_init__(self) -> None:
-        require(self.w_min > 0, "guidance.w_min", f"must be > 0, got {self.w_min}")
-        require(self.w_max >= self.w_min, "guidance.w_max", "must be >= w_min")
-
-
-def sample_guidance(batch: int, cfg: GuidanceConfig, generator: torch.Generator, device, dtype) -> Tensor:
-    """Per-row ``w = (1 + w_min) * ((1 + w_max)/(1 + w_min))^U - 1``."""
+def sample_guidance(batch: int, flow: FlowConfig, generator: torch.Generator, device, dtype) -> Tensor:
+    """Per-row ``w = (1 + w_min) * ((1 + w_max)/(1 + w_min))^U - 1`` over the flow's guidance range."""
     u = torch.rand(batch, generator=generator, device=device, dtype=dtype)
-    return (1 + cfg.w_min) * ((1 + cfg.w_max) / (1 + cfg.w_min)) ** u - 1
+    return (1 + flow.w_min) * ((1 + flow.w_max) / (1 + flow.w_min)) ** u - 1
 
 
 def noisy_latents(x0: Tensor, lam: float, p_mean: float, p_std: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:

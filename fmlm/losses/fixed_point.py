@@ -29,14 +29,13 @@ from fmlm.config import require
 from fmlm.losses.common import (
     Batch,
     DecoderConfig,
-    GuidanceConfig,
     LossOutput,
     decoder_loss,
     masked_mse,
     noisy_latents,
     sample_guidance,
 )
-from fmlm.losses.teacher import FlowConfig
+from fmlm.math.flow import FlowConfig
 from fmlm.math.consistency import RHO, TAU_E, TAU_T, consistency_time, student_map
 from fmlm.math.fixed_point import anderson
 
@@ -58,8 +57,6 @@ class FixedPointConfig:
     snap_prob: float = 0.1
     snap_tail: int = 3
     global_weight: float = 0.8
-    flow: FlowConfig = field(default_factory=FlowConfig)
-    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     decoder: DecoderConfig = field(default_factory=lambda: DecoderConfig(prob=0.1))
 
     def __post_init__(self) -> None:
@@ -91,8 +88,8 @@ def teacher_trajectory(teacher: nn.Module, z, t, w, cfg: FixedPointConfig) -> to
 class FixedPointLoss:
     """Consistency-deep-equilibrium distillation of the frozen teacher's fixed point."""
 
-    def __init__(self, cfg: FixedPointConfig, teacher: nn.Module):
-        self.cfg = cfg
+    def __init__(self, cfg: FixedPointConfig, teacher: nn.Module, flow: FlowConfig):
+        self.cfg, self.flow = cfg, flow
         self.teacher = teacher.eval().requires_grad_(False)
         self.decoder_prob = cfg.decoder.prob
 
@@ -106,11 +103,11 @@ class FixedPointLoss:
     def __call__(self, model: nn.Module, batch: Batch, generator: torch.Generator, decoder_step: bool) -> LossOutput:
         if decoder_step:
             return decoder_loss(model, batch, self.cfg.decoder, generator)
-        cfg, flow = self.cfg, self.cfg.flow
+        cfg, flow = self.cfg, self.flow
         x0 = batch.x0
         b, dev, dt = batch.size, x0.device, x0.dtype
         t, z = noisy_latents(x0, flow.lam, flow.p_mean, flow.p_std, generator)
-        w = sample_guidance(b, cfg.guidance, generator, dev, dt)
+        w = sample_guidance(b, flow, generator, dev, dt)
         traj = teacher_trajectory(self.teacher, z, t, w, cfg)
         s_star = traj[-1]
         K = cfg.iterations

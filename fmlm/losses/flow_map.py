@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from fmlm.config import require
-from fmlm.losses.common import Batch, DecoderConfig, GuidanceConfig, LossOutput, decoder_loss, masked_mse, sample_guidance
-from fmlm.losses.teacher import FlowConfig
+from fmlm.losses.common import Batch, DecoderConfig, LossOutput, decoder_loss, masked_mse, sample_guidance
+from fmlm.math.flow import FlowConfig
 from fmlm.math.flow_map import flow_map, semigroup_target
 from fmlm.math.interpolant import interpolate
 from fmlm.math.times import sample_two_time
@@ -39,8 +39,6 @@ class FlowMapConfig:
     boundary_prob: float = 1 / 32
     diagonal_weight: float = 1.0
     off_diagonal_weight: float = 1.0
-    flow: FlowConfig = field(default_factory=FlowConfig)
-    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     decoder: DecoderConfig = field(default_factory=lambda: DecoderConfig(prob=0.1))
 
     def __post_init__(self) -> None:
@@ -53,8 +51,8 @@ class FlowMapConfig:
 class FlowMapLoss:
     """Diagonal distillation from a frozen teacher plus the semigroup self-distillation target."""
 
-    def __init__(self, cfg: FlowMapConfig, teacher: nn.Module):
-        self.cfg = cfg
+    def __init__(self, cfg: FlowMapConfig, teacher: nn.Module, flow: FlowConfig):
+        self.cfg, self.flow = cfg, flow
         self.teacher = teacher.eval().requires_grad_(False)
         self.decoder_prob = cfg.decoder.prob
         # A teacher with a guidance bank (ELF*) is distilled at random w; one without (no-SC) unguided.
@@ -63,7 +61,7 @@ class FlowMapLoss:
     def __call__(self, model: nn.Module, batch: Batch, generator: torch.Generator, decoder_step: bool) -> LossOutput:
         if decoder_step:
             return decoder_loss(model, batch, self.cfg.decoder, generator)
-        cfg, flow = self.cfg, self.cfg.flow
+        cfg, flow = self.cfg, self.flow
         x0 = batch.x0
         b, dev, dt = batch.size, x0.device, x0.dtype
         times = sample_two_time(
@@ -72,7 +70,7 @@ class FlowMapLoss:
         )
         s, u, t, diag = times.s, times.u, times.t, times.diagonal
         z = interpolate(x0, torch.randn(x0.shape, generator=generator, device=dev, dtype=dt), s, flow.lam)
-        w = sample_guidance(b, cfg.guidance, generator, dev, dt) if self.guided else None
+        w = sample_guidance(b, flow, generator, dev, dt) if self.guided else None
 
         def pick(x, rows):
             return None if x is None else x[rows]

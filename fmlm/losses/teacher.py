@@ -24,30 +24,14 @@ from fmlm.config import require
 from fmlm.losses.common import (
     Batch,
     DecoderConfig,
-    GuidanceConfig,
     LossOutput,
     decoder_loss,
     masked_mse,
     noisy_latents,
     sample_guidance,
 )
-from fmlm.math.interpolant import LAM, T_EPS, x_to_velocity
-from fmlm.math.times import P_MEAN, P_STD
-
-
-@dataclass(frozen=True)
-class FlowConfig:
-    """The interpolant and training-time distribution (METHOD.md section 2)."""
-
-    lam: float = LAM
-    p_mean: float = P_MEAN
-    p_std: float = P_STD
-    t_eps: float = T_EPS
-
-    def __post_init__(self) -> None:
-        require(self.lam > 0, "flow.lam", f"must be > 0, got {self.lam}")
-        require(self.p_std > 0, "flow.p_std", f"must be > 0, got {self.p_std}")
-        require(0 < self.t_eps < 1, "flow.t_eps", f"must lie in (0, 1), got {self.t_eps}")
+from fmlm.math.flow import FlowConfig
+from fmlm.math.interpolant import x_to_velocity
 
 
 @dataclass(frozen=True)
@@ -56,8 +40,6 @@ class TeacherConfig:
 
     self_conditioning: bool = True
     sc_prob: float = 0.5
-    flow: FlowConfig = field(default_factory=FlowConfig)
-    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     decoder: DecoderConfig = field(default_factory=lambda: DecoderConfig(prob=0.2))
 
     def __post_init__(self) -> None:
@@ -67,14 +49,14 @@ class TeacherConfig:
 class TeacherLoss:
     """Velocity MSE with self-conditioning and its guidance target, plus the decoder branch."""
 
-    def __init__(self, cfg: TeacherConfig):
-        self.cfg = cfg
+    def __init__(self, cfg: TeacherConfig, flow: FlowConfig):
+        self.cfg, self.flow = cfg, flow
         self.decoder_prob = cfg.decoder.prob
 
     def __call__(self, model: nn.Module, batch: Batch, generator: torch.Generator, decoder_step: bool) -> LossOutput:
         if decoder_step:
             return decoder_loss(model, batch, self.cfg.decoder, generator)
-        cfg, flow = self.cfg, self.cfg.flow
+        cfg, flow = self.cfg, self.flow
         x0 = batch.x0
         b, dev, dt = batch.size, x0.device, x0.dtype
         t, z = noisy_latents(x0, flow.lam, flow.p_mean, flow.p_std, generator)
@@ -87,7 +69,7 @@ class TeacherLoss:
             loss = masked_mse(velocity(model(z, t)), v_target)
             return LossOutput(loss, {"velocity_mse": float(loss.detach())})
 
-        w = sample_guidance(b, cfg.guidance, generator, dev, dt)
+        w = sample_guidance(b, flow, generator, dev, dt)
         sc_rows = torch.rand(b, generator=generator, device=dev) < cfg.sc_prob
         slot = torch.zeros_like(x0)
         shift = torch.zeros_like(x0)

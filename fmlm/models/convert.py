@@ -34,17 +34,12 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _stage_section(stage: str) -> str:
-    return {"teacher": "teacher", "teacher-nosc": "teacher", "fixed-point": "fixed_point"}.get(stage, "flow_map")
-
-
 def import_checkpoint(path: str | Path, out: str | Path, *, config_path: str | Path | None = None,
                       weights: str = "ema", stage: str | None = None, cache_dir: str | Path | None = None,
                       overwrite: bool = False) -> Path:
     """Import a reference checkpoint into the model folder ``out``; returns ``out``."""
     from fmlm.data.gpt2 import offline_tokenizer
-    from fmlm.losses.common import GuidanceConfig
-    from fmlm.losses.teacher import FlowConfig
+    from fmlm.math.flow import FlowConfig
     from fmlm.models.reference import import_reference
     from fmlm.nn.denoiser import Denoiser
 
@@ -70,8 +65,8 @@ def import_checkpoint(path: str | Path, out: str | Path, *, config_path: str | P
         whitening_mu=float(settings["latent_mean"]),
         whitening_sigma=float(settings["latent_std"]),
         flow=FlowConfig(lam=float(settings["denoiser_noise_scale"]), p_mean=float(settings["denoiser_p_mean"]),
-                        p_std=float(settings["denoiser_p_std"]), t_eps=float(settings["t_eps"])),
-        guidance=GuidanceConfig(w_min=float(settings["self_cond_cfg_min"]), w_max=float(settings["self_cond_cfg_max"])),
+                        p_std=float(settings["denoiser_p_std"]), t_eps=float(settings["t_eps"]),
+                        w_min=float(settings["self_cond_cfg_min"]), w_max=float(settings["self_cond_cfg_max"])),
         samplers=PAPER_SAMPLERS[ref.stage],
         source={
             "origin": f"reference checkpoint ({REFERENCE_REPO})",
@@ -94,11 +89,9 @@ def export_checkpoint(path: str | Path, out: str | Path, *, weights: str = "ema"
     """Export a finished stage checkpoint of this project as the model folder ``out``; returns ``out``."""
     from transformers import AutoTokenizer
 
-    from fmlm.config import from_dict
     from fmlm.data.cache import TOKENIZER_DIR
     from fmlm.data.dataset import load_meta
-    from fmlm.losses.common import GuidanceConfig
-    from fmlm.losses.teacher import FlowConfig
+    from fmlm.experiment.stages import stored_stage_config
     from fmlm.train import checkpoint as ckpt
 
     if weights not in ("ema", "raw"):
@@ -111,7 +104,6 @@ def export_checkpoint(path: str | Path, out: str | Path, *, weights: str = "ema"
     if not (data_folder / "meta.json").is_file():
         raise ValueError(f"{folder}: its data folder {data_folder} is gone (needed for the encoder and tokenizer)")
     data = load_meta(data_folder)
-    section = meta.stage_config.get(_stage_section(meta.stage), {})
     model = ckpt.load_denoiser(folder, "ema" if weights == "ema" else "model")
     info = ModelInfo(
         stage=meta.stage,
@@ -121,8 +113,7 @@ def export_checkpoint(path: str | Path, out: str | Path, *, weights: str = "ema"
         tokenizer=str(data["config"]["tokenizer"] or data["config"]["encoder"]),
         whitening_mu=float(data["mu"]),
         whitening_sigma=float(data["sigma"]),
-        flow=from_dict(FlowConfig, section.get("flow", {})),
-        guidance=from_dict(GuidanceConfig, section.get("guidance", {})),
+        flow=stored_stage_config(folder).flow,
         samplers=PROJECT_SAMPLERS[meta.stage],
         source={"origin": "fmlm training checkpoint", "checkpoint": str(folder), "step": meta.step,
                 "weights": weights, "data_rows": meta.data.get("rows"), "licence": PROJECT_LICENCE},

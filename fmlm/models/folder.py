@@ -1,7 +1,7 @@
 """Model folders: one format, hub style, for imported and self-trained models alike.
 
     config.json         ModelInfo: stage, architecture (DenoiserConfig), encoder and layer, tokenizer,
-                        whitening mu/sigma, flow constants, guidance range, named sampler settings, source
+                        whitening mu/sigma, flow constants (with the guidance range), named sampler settings, source
     model.safetensors   the network's weights (fmlm.nn.Denoiser names)
     tokenizer/          the tokenizer whose ids the decoder head emits (Hugging Face files)
     README.md           the model card (fmlm.models.card)
@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fmlm.config import ConfigError, from_dict, to_dict
-from fmlm.losses.common import GuidanceConfig
-from fmlm.losses.teacher import FlowConfig
+from fmlm.math.flow import FlowConfig
 from fmlm.nn.config import DenoiserConfig
 
 FORMAT = "fmlm-model"
@@ -45,8 +44,7 @@ class ModelInfo:
     tokenizer: str  # the tokenizer of the decoder head's ids (a copy lives in tokenizer/)
     whitening_mu: float
     whitening_sigma: float
-    flow: FlowConfig = field(default_factory=FlowConfig)
-    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)  # lam, p_mean, p_std, t_eps and the guidance range
     samplers: dict[str, Any] = field(default_factory=dict)  # setting name -> SamplerConfig fields
     source: dict[str, Any] = field(default_factory=dict)  # provenance (file, sha256, weights, ...)
     format: str = FORMAT
@@ -82,10 +80,11 @@ class PretrainedModel:
         return AutoTokenizer.from_pretrained(str(path))
 
     def sampler(self, steps: int | None = None, overrides: list[str] | tuple[str, ...] = ()):
-        """The stored sampler setting for ``steps`` as a ``SamplerConfig`` (see ``fmlm.models.sampling``)."""
-        from fmlm.models.sampling import sampler_for
+        """The stored sampler setting for ``steps`` as a ``SamplerConfig`` (``fmlm.models.sampling``), with the model's flow."""
+        from fmlm.models.sampling import stored_setting
+        from fmlm.samplers import sampler_for
 
-        return sampler_for(self.info.flow, self.info.samplers, steps, overrides)
+        return sampler_for(self.info.flow, stored_setting(self.info.samplers, steps), overrides)
 
 
 def save_model(model, folder: str | Path, info: ModelInfo, *, tokenizer=None, card: str | None = None,

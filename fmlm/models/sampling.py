@@ -1,4 +1,5 @@
-"""Named sampler settings stored with a model, and ``sampler_for``: one ``SamplerConfig`` from a model's facts.
+"""Named sampler settings stored with a model, and ``stored_setting``: the one for a number of steps
+(``fmlm.samplers.sampler_for`` turns it into a ``SamplerConfig`` with the model's flow).
 
 Two tables, keyed by stage then by a setting name (the number of steps):
 - ``PAPER_SAMPLERS``: how the paper evaluates its released checkpoints (the reference's evaluation
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from fmlm.config import apply_overrides, from_dict
 
 _TEACHER = {"kind": "sde", "steps": 32, "w": 3.0, "churn": 1.5, "sc_mode": "warm"}
 _TEACHER_NOSC = {"kind": "sde", "steps": 32, "churn": 1.5, "sc_mode": "none"}
@@ -40,18 +40,9 @@ PROJECT_SAMPLERS = _table({"kind": "sde", "steps": 32, "w": 3.0, "churn": 1.5, "
                           "quantile", False, "quantile")
 
 
-def sampler_for(flow: Any, settings: dict[str, dict[str, Any]], steps: int | None = None,
-                overrides: list[str] | tuple[str, ...] = ()):
-    """The ``SamplerConfig`` of the named setting for ``steps`` (None: the first), with the model's flow
-    constants and then ``overrides`` (``key=value``) applied.
-
-    ``steps`` without a named setting takes the first setting with that many steps (said so by
-    ``ValueError`` only when the model stores no setting at all)."""
-    from fmlm.samplers import SamplerConfig
-
+def stored_setting(settings: dict[str, dict[str, Any]], steps: int | None = None) -> dict[str, Any]:
+    """The named setting for ``steps`` (None: the first); without one, the first setting at ``steps``."""
     if not settings:
         raise ValueError("this model stores no sampler settings; pass kind=... steps=... overrides")
     name = next(iter(settings)) if steps is None else str(steps)
-    base = dict(settings.get(name) or {**next(iter(settings.values())), "steps": steps})
-    base.update(lam=flow.lam, p_mean=flow.p_mean, p_std=flow.p_std, t_eps=flow.t_eps)
-    return apply_overrides(from_dict(SamplerConfig, base, prefix="sampler."), list(overrides))
+    return dict(settings.get(name) or {**next(iter(settings.values())), "steps": steps})

@@ -1,6 +1,6 @@
 """Samplers: one algorithm per module, one driver (``generate``) for all of them."""
 
-from fmlm.samplers.common import NoiseStreams, SampleSet, SamplerConfig, decode, generate, time_grid
+from fmlm.samplers.common import NoiseStreams, SampleSet, SamplerConfig, decode, generate, sampler_for, time_grid
 from fmlm.samplers.flow import flow_sampler
 from fmlm.samplers.flow_map import flow_map_sampler
 
@@ -12,5 +12,5 @@ def batch_sampler(cfg: SamplerConfig):
 
 __all__ = [
     "NoiseStreams", "SampleSet", "SamplerConfig", "batch_sampler", "decode", "flow_map_sampler",
-    "flow_sampler", "generate", "time_grid",
+    "flow_sampler", "generate", "sampler_for", "time_grid",
 ]

@@ -17,8 +17,9 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from fmlm.config import require
-from fmlm.math.times import P_MEAN, P_STD, quantile_grid, sorted_draw_grid
+from fmlm.config import ConfigError, apply_overrides, from_dict, require, to_dict
+from fmlm.math.flow import FlowConfig
+from fmlm.math.times import quantile_grid, sorted_draw_grid
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class SamplerConfig:
     every step, ``none`` keeps the slot zero (no-SC teachers and ELF*).
     """
 
+    flow: FlowConfig  # the flow constants of the model sampled (from its checkpoint or model folder)
     kind: Literal["euler", "sde", "flow_map", "ctm"] = "sde"
     steps: int = 32
     w: float = 3.0
@@ -41,10 +43,6 @@ class SamplerConfig:
     fp_iterations: int = 1
     fp_solver: Literal["picard", "anderson"] = "picard"
     grid: Literal["quantile", "sorted"] = "quantile"
-    p_mean: float = P_MEAN
-    p_std: float = P_STD
-    lam: float = 2.0
-    t_eps: float = 0.05
     seed: int = 0
     batch_size: int = 64
     # Guidance fed to the final decoder pass: False = none (w = 1, how this project trains its decoder
@@ -58,7 +56,23 @@ class SamplerConfig:
         require(0 <= self.gamma <= 1, "sampler.gamma", f"must lie in [0, 1], got {self.gamma}")
         require(self.fp_iterations >= 1, "sampler.fp_iterations", f"must be >= 1, got {self.fp_iterations}")
         require(self.batch_size >= 1, "sampler.batch_size", f"must be >= 1, got {self.batch_size}")
-        require(self.lam > 0, "sampler.lam", "must be > 0")
+        require(isinstance(self.flow, FlowConfig), "sampler.flow", "must be the model's FlowConfig")
+
+
+def sampler_for(flow: FlowConfig, setting: dict | None = None, overrides: list[str] | tuple[str, ...] = ()) -> SamplerConfig:
+    """A ``SamplerConfig`` from ``setting`` (its fields but the flow) carrying ``flow``, the constants of
+    the model to sample (read from its checkpoint or model folder), then ``overrides`` (``key=value``).
+
+    The one way samplers are configured: the flow is never a default, and an override of ``flow.*``
+    is refused (a model samples only with the constants it was trained with)."""
+    for item in overrides:
+        if str(item).split("=", 1)[0].strip().split(".")[0] == "flow":
+            raise ConfigError(f"{item}: the flow constants are the model's own (from its checkpoint); "
+                              "they cannot be overridden at sampling")
+    if setting and "flow" in setting:
+        raise ConfigError("sampler setting: holds 'flow'; the flow comes from the model")
+    cfg = from_dict(SamplerConfig, {**(setting or {}), "flow": to_dict(flow)}, prefix="sampler.")
+    return apply_overrides(cfg, list(overrides))
 
 
 @dataclass
@@ -75,9 +89,9 @@ class SampleSet:
 def time_grid(cfg: SamplerConfig) -> Tensor:
     """``0 = t_0 < ... < t_N = 1`` (float64): the logit-normal quantile grid or sorted draws."""
     if cfg.grid == "quantile":
-        return quantile_grid(cfg.steps, p_mean=cfg.p_mean, p_std=cfg.p_std, dtype=torch.float64)
+        return quantile_grid(cfg.steps, p_mean=cfg.flow.p_mean, p_std=cfg.flow.p_std, dtype=torch.float64)
     gen = torch.Generator().manual_seed(int(np.random.SeedSequence([cfg.seed, 1]).generate_state(1)[0]))
-    return sorted_draw_grid(cfg.steps, generator=gen, p_mean=cfg.p_mean, p_std=cfg.p_std, dtype=torch.float64)
+    return sorted_draw_grid(cfg.steps, generator=gen, p_mean=cfg.flow.p_mean, p_std=cfg.flow.p_std, dtype=torch.float64)
 
 
 class NoiseStreams:
@@ -105,6 +119,8 @@ def decode(model: nn.Module, z: Tensor, w: float | None = None) -> Tensor:
     """Token ids from the decoder head at t = 1 (one network evaluation), guided by ``w`` if given."""
     ones = torch.ones(z.shape[0], device=z.device, dtype=z.dtype)
     guidance = None if w is None else guidance_of(model, w, z.shape[0], z.device)
+    if guidance is None:
+        return model(z, ones, decode=True).argmax(-1)
     return model(z, ones, w=guidance, decode=True).argmax(-1)
 
 

@@ -38,7 +38,7 @@ def flow_sampler(cfg: SamplerConfig):
 
     def run(model: nn.Module, noise: NoiseStreams, grid: Tensor) -> tuple[Tensor, int]:
         check_flow_config(model, cfg)
-        z = cfg.lam * noise.draw()
+        z = cfg.flow.lam * noise.draw()
         b, dev, dt = z.shape[0], z.device, z.dtype
         w = guidance_of(model, cfg.w, b, dev)
         slot = torch.zeros_like(z)
@@ -48,7 +48,7 @@ def flow_sampler(cfg: SamplerConfig):
             t_k, t_next = float(grid[k]), float(grid[k + 1])
             z_b, t_b = z, torch.full((b,), t_k, device=dev, dtype=dt)
             if cfg.kind == "sde" and k < n - 1:
-                z_b, t_b = sde_churn(z, t_b, torch.full_like(t_b, t_next), cfg.churn, noise.draw(), cfg.lam)
+                z_b, t_b = sde_churn(z, t_b, torch.full_like(t_b, t_next), cfg.churn, noise.draw(), cfg.flow.lam)
             if cfg.sc_mode == "cold":
 
                 def F(s, z_b=z_b, t_b=t_b):
@@ -64,7 +64,7 @@ def flow_sampler(cfg: SamplerConfig):
                 xhat = model(z_b, t_b, sc=sc, w=w).to(dt)
                 nfe += 1
                 slot = xhat
-            v = x_to_velocity(xhat, z_b, t_b, cfg.t_eps)
+            v = x_to_velocity(xhat, z_b, t_b, cfg.flow.t_eps)
             z = euler_step(z_b, v, t_b, torch.full_like(t_b, t_next))
         return z, nfe
 

@@ -27,7 +27,7 @@ def flow_map_sampler(cfg: SamplerConfig):
         raise ValueError(f"sampler.kind={cfg.kind!r} is not a flow-map sampler (flow_map or ctm)")
 
     def run(model: nn.Module, noise: NoiseStreams, grid: Tensor) -> tuple[Tensor, int]:
-        z = cfg.lam * noise.draw()
+        z = cfg.flow.lam * noise.draw()
         b, dev, dt = z.shape[0], z.device, z.dtype
         w = guidance_of(model, cfg.w, b, dev)
         n = len(grid) - 1
@@ -40,7 +40,7 @@ def flow_map_sampler(cfg: SamplerConfig):
                 continue
             t_tilde = ctm_target_time(t_next, cfg.gamma)
             xhat = model(z, t_tilde, s=t_k, w=w).to(dt)
-            z = xhat if k == n - 1 else ctm_step(z, xhat, t_k, t_next, cfg.gamma, noise.draw(), cfg.lam)
+            z = xhat if k == n - 1 else ctm_step(z, xhat, t_k, t_next, cfg.gamma, noise.draw(), cfg.flow.lam)
         return z, n
 
     return run

@@ -81,11 +81,23 @@ def recover_checkpoint(folder: str | Path) -> None:
     without it the older one is put back. A lone ``<folder>.tmp`` is a save cut while writing: ignored.
     """
     folder = Path(folder)
-    tmp, old = folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")
-    if folder.exists() or not old.is_dir():
+    source = newest_checkpoint(folder)
+    if source is None or source == folder:
         return
-    (tmp if tmp.is_dir() else old).rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
+    source.rename(folder)
+    shutil.rmtree(folder.with_name(folder.name + ".old"), ignore_errors=True)
+
+
+def newest_checkpoint(folder: str | Path) -> Path | None:
+    """Where the newest complete checkpoint of ``folder`` is, without moving anything: ``folder`` itself,
+    or (a save cut between its renames) ``<folder>.tmp`` / ``<folder>.old``; None when there is none."""
+    folder = Path(folder)
+    tmp, old = folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")
+    if folder.exists():
+        return folder
+    if not old.is_dir():
+        return None
+    return tmp if tmp.is_dir() else old
 
 
 def read_meta(folder: str | Path) -> CheckpointMeta:

@@ -51,8 +51,6 @@ class TrainConfig:
     checkpoint_every: int = 500
     seed: int = 0
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
-    device: str = "auto"
-    progress: bool = True
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def __post_init__(self) -> None:
@@ -159,6 +157,7 @@ def train(
     stage: str,
     stage_config: dict[str, Any],
     data_info: dict[str, Any],
+    progress: bool = True,
 ) -> Path:
     """Train ``model`` with ``loss_fn`` on ``rows``; resume from ``run_dir/checkpoint`` if present.
 
@@ -204,7 +203,7 @@ def train(
 
     bar = tqdm(
         total=sched.total_steps, initial=start, desc=f"train {stage}", unit="step",
-        disable=not (cfg.progress and dist_info.is_main), dynamic_ncols=True,
+        disable=not (progress and dist_info.is_main), dynamic_ncols=True,
     )
     window: dict[str, list[float]] = {}
     t_window = time.perf_counter()

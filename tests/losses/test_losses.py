@@ -3,7 +3,8 @@ import dataclasses
 import pytest
 import torch
 
-from fmlm.losses.common import Batch, GuidanceConfig, sample_guidance
+from fmlm.losses.common import Batch, sample_guidance
+from fmlm.math.flow import FlowConfig
 from fmlm.losses.fixed_point import FixedPointConfig, FixedPointLoss, teacher_trajectory
 from fmlm.losses.flow_map import FlowMapConfig, FlowMapLoss
 from fmlm.losses.teacher import TeacherConfig, TeacherLoss
@@ -23,7 +24,7 @@ def gen(seed=0):
 
 
 def test_guidance_scale_is_log_uniform_in_range():
-    w = sample_guidance(20000, GuidanceConfig(0.5, 5.0), gen(), "cpu", torch.float64)
+    w = sample_guidance(20000, FlowConfig(w_min=0.5, w_max=5.0), gen(), "cpu", torch.float64)
     assert float(w.min()) >= 0.5 and float(w.max()) <= 5.0
     u = torch.log1p(w) - torch.log(torch.tensor(1.5, dtype=torch.float64))
     assert abs(float(u.mean()) / float(torch.log(torch.tensor(6.0 / 1.5))) - 0.5) < 0.01  # log(1+w) uniform
@@ -34,9 +35,9 @@ def test_self_conditioned_target_is_the_guided_velocity():
     MSE(v(x_cond), v_target + (1 - 1/w)(v(x_cond) - v(x_uncond)))."""
     data, L, w = gaussian(), 0.5, 3.0
     model = OracleNet(data, self_conditioning=True, guided=True, lipschitz=L)
-    cfg = TeacherConfig(sc_prob=1.0, guidance=GuidanceConfig(w, w))
+    cfg = TeacherConfig(sc_prob=1.0)
     b = batch(data)
-    out = TeacherLoss(cfg)(model, b, gen(1), decoder_step=False)
+    out = TeacherLoss(cfg, FlowConfig(w_min=w, w_max=w))(model, b, gen(1), decoder_step=False)
     g = gen(1)  # the same draws, in the loss's order: t, eps
     t = sample_logit_normal((16,), generator=g)
     z = interpolate(b.x0, torch.randn(b.x0.shape, generator=g), t)
@@ -54,14 +55,14 @@ def test_teacher_without_self_conditioning_never_fills_the_slot():
     net = Denoiser(denoiser_config("tiny", latent_dim=3, vocab_size=5, max_len=4, self_conditioning=False,
                                    guidance_tokens=0))
     for m in (model, net):
-        out = TeacherLoss(TeacherConfig(self_conditioning=False))(m, batch(data), gen(), decoder_step=False)
+        out = TeacherLoss(TeacherConfig(self_conditioning=False), FlowConfig())(m, batch(data), gen(), decoder_step=False)
         assert torch.isfinite(out.loss)
 
 
 def test_decoder_step_trains_token_cross_entropy():
     net = Denoiser(denoiser_config("tiny", latent_dim=3, vocab_size=5, max_len=4))
     b = Batch(ids=torch.randint(0, 5, (4, 4)), x0=torch.randn(4, 4, 3))
-    out = TeacherLoss(TeacherConfig())(net, b, gen(), decoder_step=True)
+    out = TeacherLoss(TeacherConfig(), FlowConfig())(net, b, gen(), decoder_step=True)
     assert "ce" in out.metrics and out.loss.requires_grad
     out.loss.backward()
     assert net.unembed.weight.grad is not None and float(net.unembed.weight.grad.abs().sum()) > 0
@@ -73,10 +74,10 @@ def test_fixed_point_loss_is_zero_for_the_perfect_one_forward_student():
     perfect = OracleNet(data, guided=True)  # returns D* = the teacher's fixed point, whatever the slot
     cfg = FixedPointConfig(iterations=12, cold_prob=1.0)
     b = batch(data)
-    out = FixedPointLoss(cfg, teacher)(perfect, b, gen(), decoder_step=False)
+    out = FixedPointLoss(cfg, teacher, FlowConfig())(perfect, b, gen(), decoder_step=False)
     assert float(out.loss) < 1e-8
     biased = OracleNet(type(data)(data.mu * 1.2, data.var), guided=True)
-    assert float(FixedPointLoss(cfg, teacher)(biased, b, gen(), decoder_step=False).loss) > 1e-3
+    assert float(FixedPointLoss(cfg, teacher, FlowConfig())(biased, b, gen(), decoder_step=False).loss) > 1e-3
 
 
 def test_teacher_trajectory_converges_to_the_fixed_point():
@@ -93,7 +94,7 @@ def test_teacher_trajectory_converges_to_the_fixed_point():
 def test_fixed_point_loss_trains_the_phase_bank_of_a_real_network():
     teacher = Denoiser(denoiser_config("tiny", latent_dim=3, vocab_size=5, max_len=4))
     student = Denoiser(dataclasses.replace(teacher.config, phase_tokens=4))
-    out = FixedPointLoss(FixedPointConfig(iterations=4, snap_tail=1, cold_prob=0.0), teacher)(
+    out = FixedPointLoss(FixedPointConfig(iterations=4, snap_tail=1, cold_prob=0.0), teacher, FlowConfig())(
         student, Batch(torch.zeros(6, 4, dtype=torch.long), torch.randn(6, 4, 3)), gen(), decoder_step=False)
     out.loss.backward()
     assert set(out.metrics) == {"global", "local", "cold_fraction"}
@@ -105,7 +106,7 @@ def test_flow_map_loss_vanishes_for_the_exact_flow_map_and_catches_a_wrong_one()
     teacher = OracleNet(data)  # the one-time exact denoiser: the diagonal target
     cfg = FlowMapConfig(boundary_prob=0.25)
     b = batch(data, n=64)
-    out = FlowMapLoss(cfg, teacher)(OracleNet(data), b, gen(), decoder_step=False)
+    out = FlowMapLoss(cfg, teacher, FlowConfig())(OracleNet(data), b, gen(), decoder_step=False)
     assert out.metrics["diagonal"] < 1e-10 and out.metrics["off_diagonal"] < 1e-10
     assert 0.3 < out.metrics["diagonal_fraction"] < 0.7
 
@@ -113,14 +114,14 @@ def test_flow_map_loss_vanishes_for_the_exact_flow_map_and_catches_a_wrong_one()
         def forward(self, z, t, *, s=None, **kw):
             return super().forward(z, t, **kw)
 
-    wrong = FlowMapLoss(cfg, teacher)(OneTime(data), b, gen(), decoder_step=False)
+    wrong = FlowMapLoss(cfg, teacher, FlowConfig())(OneTime(data), b, gen(), decoder_step=False)
     assert wrong.metrics["diagonal"] < 1e-10 and wrong.metrics["off_diagonal"] > 1e-3
 
 
 def test_flow_map_loss_is_guided_only_for_a_guided_teacher():
     data = gaussian()
-    assert FlowMapLoss(FlowMapConfig(), OracleNet(data, guided=True)).guided
-    assert not FlowMapLoss(FlowMapConfig(), OracleNet(data)).guided
+    assert FlowMapLoss(FlowMapConfig(), OracleNet(data, guided=True), FlowConfig()).guided
+    assert not FlowMapLoss(FlowMapConfig(), OracleNet(data), FlowConfig()).guided
 
 
 def test_decoder_token_fraction_scores_a_subset_of_positions():

@@ -23,13 +23,13 @@ def text_folder(tmp_path):
 def tiny_paper_config(tmp_path, text_folder, gpt2_folder):
     """The ``paper`` preset with only sizes and budgets shrunk (and local files for the hub names)."""
     return apply_overrides(preset("paper"), [
-        f"cache_dir={tmp_path / 'cache'}", "device=cpu",
+        f"cache_dir={tmp_path / 'cache'}",
         f"data.source={text_folder}", f"data.encoder={gpt2_folder}", "data.row_len=16", "data.stats_rows=16",
         "data.val_fraction=0.1", "data.encoder_dtype=float32",
         "network.preset=tiny",
         "fixed_point.iterations=3", "fixed_point.snap_tail=1",
         *(f"{s}.{k}" for s in ("train_teacher", "train_fixed_point", "train_flow_map")
-          for k in ("max_steps=2", "global_batch=4", "precision=fp32", "log_every=1", "progress=false")),
+          for k in ("max_steps=2", "global_batch=4", "precision=fp32", "log_every=1")),
         f"evaluation.evaluator={gpt2_folder}", "evaluation.n_samples=2", "evaluation.sample_batch=2",
         "evaluation.score_batch=2", "evaluation.max_tokens=48", "evaluation.teacher_steps=3",
         "evaluation.fp_iterations=[1,2]", "evaluation.sc_sweep_steps=2", "evaluation.w_sweep=[1.0]",

@@ -5,7 +5,7 @@ import json
 import shutil
 
 from fmlm.data import EncodedRows, load_meta as data_meta, prepare, rows_for
-from fmlm.pipeline import run_experiment
+from fmlm.experiment.run import run_experiment
 from fmlm.train import checkpoint as ckpt
 from tests.pipeline.conftest import tiny_paper_config
 
@@ -14,7 +14,7 @@ def test_paper_preset_runs_all_stages_at_tiny_size(tmp_path, text_folder, tiny_g
     cfg = tiny_paper_config(tmp_path, text_folder, tiny_gpt2)
     assert cfg.preset == "paper" and cfg.train_teacher.optim.optimizer == "muon" and not cfg.data.cache_latents
     run = tmp_path / "run"
-    run_experiment(cfg, run, progress=False)
+    run_experiment(cfg, run, device="cpu", progress=False)
     data = prepare(cfg.data, cfg.cache_dir)
     assert isinstance(rows_for(data, "train"), EncodedRows)  # paper scale: no latent cache
     for stage, expected in [("teacher", 0), ("fixed-point", 4), ("flow-map", 4), ("flow-map-nosc", 0)]:
@@ -53,7 +53,7 @@ def test_paper_preset_runs_all_stages_at_tiny_size(tmp_path, text_folder, tiny_g
     for name, tensor in trained.state_dict().items():
         assert loaded.model.state_dict()[name].equal(tensor), name
     assert loaded.info.stage == "flow-map" and loaded.info.whitening_sigma == data_meta(data)["sigma"]
-    assert loaded.info.flow.lam == cfg.flow_map.flow.lam and set(loaded.info.samplers) == {"1", "2", "4"}
+    assert loaded.info.flow == cfg.flow and set(loaded.info.samplers) == {"1", "2", "4"}
     out = tmp_path / "exported.jsonl"
     assert main(["sample", "--model", str(folder), "--steps", "2", "--n", "2", "--device", "cpu",
                  "--out", str(out)]) == 0

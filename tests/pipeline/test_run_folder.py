@@ -8,7 +8,8 @@ import pytest
 
 from fmlm.config import apply_overrides, to_dict
 from fmlm.experiment import preset
-from fmlm.pipeline import Timer, bind_run_folder, check_stages, run_experiment
+from fmlm.experiment.run import bind_run_folder, run_experiment
+from fmlm.experiment.run_folder import Timing, check_stages
 
 
 def with_seeds(cfg, seeds):
@@ -71,10 +72,10 @@ def test_other_changes_are_refused_and_leave_the_folder_alone(tmp_path, change):
 
 def test_timer_adds_across_calls_keeps_stage_order_and_leaves_no_temporary(tmp_path):
     path = tmp_path / "timing.json"
-    first = Timer(path)
+    first = Timing(path)
     first.add("train teacher", 2.0)
     first.add("prepare data", 1.0)
-    Timer(path).add("train teacher", 0.5)  # a resumed call adds to what the folder holds
+    Timing(path).add("train teacher", 0.5)  # a resumed call adds to what the folder holds
     data = json.loads(path.read_text())
     assert list(data["stages"]) == ["train teacher", "prepare data"]
     assert data["stages"]["train teacher"] == 2.5 and data["total_s"] == 3.5
@@ -90,7 +91,7 @@ def test_an_empty_stage_list_is_refused():
 def test_bad_input_is_refused_before_anything_is_written(tmp_path, case):
     afile = tmp_path / "afile"
     afile.write_text("keep me\n")
-    run, stages, overrides = tmp_path / "run", ("teacher",), []
+    run, stages, device = tmp_path / "run", ("teacher",), "cpu"
     if case == "run is a file":
         run = afile
     elif case == "run below a file":
@@ -98,9 +99,9 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path, case):
     elif case == "no stages":
         stages = ()
     else:
-        overrides = ["device=bogus"]
-    cfg = apply_overrides(preset("quick"), [f"cache_dir={tmp_path / 'cache'}", *overrides])
+        device = "bogus"
+    cfg = apply_overrides(preset("quick"), [f"cache_dir={tmp_path / 'cache'}"])
     with pytest.raises(ValueError) as err:
-        run_experiment(cfg, run, progress=False, stages=stages)
+        run_experiment(cfg, run, device=device, progress=False, stages=stages)
     assert "\n" not in str(err.value)
     assert afile.read_text() == "keep me\n" and [p.name for p in tmp_path.iterdir()] == ["afile"]

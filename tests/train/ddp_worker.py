@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from fmlm.math.flow import FlowConfig
 from fmlm.losses.teacher import TeacherConfig, TeacherLoss
 from fmlm.nn import Denoiser, denoiser_config
 from fmlm.train.distributed import init_distributed, shutdown
@@ -28,14 +29,14 @@ def make_model():
 def train_config(micro_batch: int) -> TrainConfig:
     return TrainConfig(
         global_batch=GLOBAL_BATCH, micro_batch=micro_batch, max_steps=3, log_every=1, checkpoint_every=3,
-        progress=False, optim=OptimConfig(lr=1e-3, warmup_epochs=0.0),
+        optim=OptimConfig(lr=1e-3, warmup_epochs=0.0),
     )
 
 
 def main(out: Path) -> None:
     info = init_distributed("cpu")
     rows = MemoryRows(n=32, length=8, dim=8, vocab=20)
-    loss = TeacherLoss(TeacherConfig())
+    loss = TeacherLoss(TeacherConfig(), FlowConfig())
     # 1. One DDP backward on this rank's half of step 0.
     model = make_model()
     ddp = DistributedDataParallel(model, find_unused_parameters=True)

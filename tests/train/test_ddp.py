@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fmlm.math.flow import FlowConfig
 from fmlm.train import checkpoint as ckpt
 from fmlm.train.distributed import DistInfo
 from fmlm.train.loop import fetch_batch, micro_generator, step_rows, train
@@ -35,7 +36,7 @@ def test_two_process_gloo_matches_single_process(tmp_path):
 
     # Same step on one process: both halves, accumulated with weight 1/2 each.
     rows = MemoryRows(n=32, length=8, dim=8, vocab=20)
-    loss = TeacherLoss(TeacherConfig())
+    loss = TeacherLoss(TeacherConfig(), FlowConfig())
     model = make_model()
     cpu = torch.device("cpu")
     rows_0 = step_rows(0, len(rows), GLOBAL_BATCH, seed=0)

@@ -10,77 +10,31 @@ flow-map           = fixed-point network       ``FlowMapLoss`` (guided)    fixed
 flow-map-nosc      = teacher-nosc network      ``FlowMapLoss`` (unguided)  teacher-nosc (EMA)
 =================  ==========================  ==========================  =============
 
-Every stage after the first checks its teacher checkpoint (stage, completion,
-architecture, data) before any training starts and refuses a wrong one with a
-one-line ``ValueError``. A stage's own checkpoint is resumed or reused only
-under the settings that wrote it (``check_resume``).
+Every stage after the first checks its teacher checkpoint (stage, completion, architecture, data)
+before any training starts and refuses a wrong one with a one-line ``ValueError``. A stage's own
+checkpoint is resumed or reused only under the settings that wrote it (``check_resume``); the
+device and progress bars are arguments of the run and may differ.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
-from fmlm.config import ConfigError, from_dict, require, to_dict
+from fmlm.config import ConfigError, from_dict, to_dict
 from fmlm.data import rows_for
-from fmlm.losses.fixed_point import FixedPointConfig, FixedPointLoss
-from fmlm.losses.flow_map import FlowMapConfig, FlowMapLoss
-from fmlm.losses.teacher import TeacherConfig, TeacherLoss
-from fmlm.nn import Denoiser, DenoiserConfig, denoiser_config, warm_start
+from fmlm.experiment.config import StageConfig, upgrade_stage
+from fmlm.experiment.run_folder import STAGES, TEACHER_OF
+from fmlm.losses.fixed_point import FixedPointLoss
+from fmlm.losses.flow_map import FlowMapLoss
+from fmlm.losses.teacher import TeacherLoss
+from fmlm.nn import Denoiser, warm_start
 from fmlm.train import checkpoint as ckpt
 from fmlm.train.distributed import DistInfo
-from fmlm.train.distributed import barrier
-from fmlm.train.loop import TrainConfig, make_schedule, train
-
-Stage = Literal["teacher", "teacher-nosc", "fixed-point", "flow-map", "flow-map-nosc"]
-STAGES: tuple[str, ...] = ("teacher", "teacher-nosc", "fixed-point", "flow-map", "flow-map-nosc")
-# The stage whose finished checkpoint each distillation stage starts from.
-TEACHER_OF: dict[str, str] = {"fixed-point": "teacher", "flow-map": "fixed-point", "flow-map-nosc": "teacher-nosc"}
-
-
-@dataclass(frozen=True)
-class NetworkConfig:
-    """Network size: a preset of ``fmlm.nn`` plus optional overrides (0 = the preset's value)."""
-
-    preset: str = "cpu-small"
-    depth: int = 0
-    width: int = 0
-    heads: int = 0
-    bottleneck: int = 0
-    phase_tokens: int = 4  # added by the fixed-point stage
-    phase_placement: Literal["tokens", "time"] = "tokens"  # see fmlm.nn.DenoiserConfig
-
-    def __post_init__(self) -> None:
-        for name in ("depth", "width", "heads", "bottleneck", "phase_tokens"):
-            require(getattr(self, name) >= 0, f"network.{name}", "must be >= 0")
-
-    def denoiser(self, meta: dict[str, Any], self_conditioning: bool) -> DenoiserConfig:
-        """The teacher's network for data with ``meta`` (latent dim, vocabulary, row length)."""
-        overrides = {k: getattr(self, k) for k in ("depth", "width", "heads", "bottleneck") if getattr(self, k)}
-        return denoiser_config(
-            self.preset,
-            latent_dim=int(meta["dim"]),
-            vocab_size=int(meta["vocab_size"]),
-            max_len=int(meta["row_len"]),
-            self_conditioning=self_conditioning,
-            guidance_tokens=4 if self_conditioning else 0,
-            **overrides,
-        )
-
-
-@dataclass(frozen=True)
-class StageConfig:
-    """Everything one stage's training needs besides the data and the teacher."""
-
-    network: NetworkConfig = field(default_factory=NetworkConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    fixed_point: FixedPointConfig = field(default_factory=FixedPointConfig)
-    flow_map: FlowMapConfig = field(default_factory=FlowMapConfig)
+from fmlm.train.loop import make_schedule, train
 
 
 def check_teacher(teacher_dir: Path, stage: str, meta: dict[str, Any], device: str | torch.device = "cpu") -> Denoiser:
@@ -109,26 +63,45 @@ def build_stage(stage: str, cfg: StageConfig, meta: dict[str, Any], teacher_dir:
     if stage in ("teacher", "teacher-nosc"):
         sc = stage == "teacher"
         loss_cfg = dataclasses.replace(cfg.teacher, self_conditioning=sc)
-        return Denoiser(cfg.network.denoiser(meta, sc)), TeacherLoss(loss_cfg)
+        return Denoiser(cfg.network.denoiser(meta, sc)), TeacherLoss(loss_cfg, cfg.flow)
     if teacher_dir is None:
         raise ValueError(f"stage {stage!r} needs the checkpoint of a finished {TEACHER_OF[stage]!r} stage")
     teacher = check_teacher(Path(teacher_dir), stage, meta, device)
+    check_same_flow(Path(teacher_dir), cfg)
     if stage == "fixed-point":
         if not teacher.config.self_conditioning:
             raise ValueError(f"fixed-point distillation needs a self-conditioned teacher; {teacher_dir} has no slot")
         student = Denoiser(dataclasses.replace(teacher.config, phase_tokens=cfg.network.phase_tokens or 4,
                                                phase_placement=cfg.network.phase_placement))
         warm_start(student, teacher.state_dict())
-        return student, FixedPointLoss(cfg.fixed_point, teacher)
+        return student, FixedPointLoss(cfg.fixed_point, teacher, cfg.flow)
     student = Denoiser(teacher.config)
     warm_start(student, teacher.state_dict())
-    return student, FlowMapLoss(cfg.flow_map, teacher)
+    return student, FlowMapLoss(cfg.flow_map, teacher, cfg.flow)
 
 
-RESUMABLE_KEYS = ("train.device", "train.progress", "train.log_every", "train.checkpoint_every",
-                  "train.max_steps", "train.epochs")
+def stored_stage_config(folder: Path) -> StageConfig:
+    """The ``StageConfig`` a checkpoint was trained with (older layouts upgraded; one-line errors)."""
+    meta = ckpt.read_meta(folder)
+    try:
+        return from_dict(StageConfig, upgrade_stage(meta.stage, meta.stage_config, str(folder)))
+    except ConfigError as err:
+        raise ValueError(f"checkpoint {folder}: its stage settings do not read as this version's ({err})") from None
+
+
+def check_same_flow(teacher_dir: Path, cfg: StageConfig) -> None:
+    """A student is trained on its teacher's flow: refuse a teacher trained with other flow constants."""
+    theirs = stored_stage_config(teacher_dir).flow
+    if theirs != cfg.flow:
+        diff = [f"flow.{k} {getattr(theirs, k)} -> {getattr(cfg.flow, k)}" for k in to_dict(cfg.flow)
+                if getattr(theirs, k) != getattr(cfg.flow, k)]
+        raise ValueError(f"teacher {teacher_dir} was trained with another flow ({', '.join(diff)})")
+
+
+RESUMABLE_KEYS = ("train.log_every", "train.checkpoint_every", "train.max_steps", "train.epochs")
 """Stage settings that may differ between the call that wrote a checkpoint and one resuming it
-(the length of training may grow, never shrink below the checkpoint's step)."""
+(the logging cadence, and the length of training, which may grow but never shrink below the
+checkpoint's step)."""
 
 
 def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -144,48 +117,35 @@ def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def check_resume(folder: Path, cfg: StageConfig, total_steps: int) -> None:
     """Refuse (one line) to resume or reuse the checkpoint in ``folder`` under other settings than ``cfg``.
 
-    The checkpoint's settings are read through ``StageConfig``, so a field added to the code after
-    it was written counts as its default. Only ``RESUMABLE_KEYS`` may differ, and the run must not
-    end (``total_steps``) before the step the checkpoint reached."""
+    Only ``RESUMABLE_KEYS`` may differ, and the run must not end (``total_steps``) before the step the
+    checkpoint reached."""
     if not (folder / "meta.json").is_file():
         return
-    meta = ckpt.read_meta(folder)
-    saved = {k: v for k, v in meta.stage_config.items() if k != "teacher_dir"}
-    try:
-        old = _flat(to_dict(from_dict(StageConfig, saved)))
-    except ConfigError as err:
-        raise ValueError(f"checkpoint {folder}: its stage settings do not read as this version's ({err})") from None
-    new = _flat(to_dict(cfg))
+    old, new = _flat(to_dict(stored_stage_config(folder))), _flat(to_dict(cfg))
     changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k) and k not in RESUMABLE_KEYS]
     if changed:
         shown = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:3])
         raise ValueError(f"checkpoint {folder} was trained with other settings ({shown}"
                          f"{', ...' if len(changed) > 3 else ''}); use a new run folder or its settings")
-    if total_steps < meta.step:
-        raise ValueError(f"checkpoint {folder} is at step {meta.step}, past this run's {total_steps} steps; "
+    step = ckpt.read_meta(folder).step
+    if total_steps < step:
+        raise ValueError(f"checkpoint {folder} is at step {step}, past this run's {total_steps} steps; "
                          "use a new run folder or at least its length of training")
 
 
-def run_stage(
-    stage: str,
-    cfg: StageConfig,
-    data_folder: Path,
-    run_dir: Path,
-    dist_info: DistInfo,
-    teacher_dir: Path | None = None,
-) -> Path:
+def run_stage(stage: str, cfg: StageConfig, data_folder: Path, run_dir: Path, dist_info: DistInfo,
+              teacher_dir: Path | None = None, *, progress: bool = True) -> Path:
     """Train ``stage`` into ``run_dir`` (resuming or reusing what is there); returns the checkpoint folder."""
     rows = rows_for(data_folder, "train", dist_info.device)
-    folder = Path(run_dir) / "checkpoint"
-    if dist_info.is_main:
-        ckpt.recover_checkpoint(folder)
-    barrier()
-    check_resume(folder, cfg, make_schedule(cfg.train, len(rows), dist_info.world_size).total_steps)
+    newest = ckpt.newest_checkpoint(Path(run_dir) / "checkpoint")  # train() recovers it; check it first
+    if newest is not None:
+        check_resume(newest, cfg, make_schedule(cfg.train, len(rows), dist_info.world_size).total_steps)
     torch.manual_seed(cfg.train.seed)  # the initialisation, like data order and noise, follows train.seed
     model, loss = build_stage(stage, cfg, rows.meta, teacher_dir, dist_info.device)
     return train(
         model, loss, rows, cfg.train, run_dir, dist_info,
         stage=stage,
-        stage_config={**to_dict(cfg), "teacher_dir": str(teacher_dir) if teacher_dir else None},
+        stage_config=to_dict(cfg),
         data_info={"folder": str(data_folder), "rows": len(rows)},
+        progress=progress,
     )

@@ -1,10 +1,10 @@
 """Probes of trained denoisers at noisy held-out latents (one forward each, no sampling).
 
 - ``fixed_point_distances``: how far ELF*'s one forward and the teacher's first
-  iterate F(0) land from the teacher's fixed point s* (METHOD.md sections 6-7).
+  iterate F(0) land from the teacher's fixed point s* (docs/method.md sections 6-7).
 - ``guidance_response``: how much the teacher's output moves when the guidance
   scale goes from 1 to w, against the move the guided target asks for
-  (METHOD.md section 5), per flow time.
+  (docs/method.md section 5), per flow time.
 
 Distances are root-mean-square over tokens and channels, averaged over rows.
 """
@@ -19,7 +19,7 @@ from torch import nn
 from fmlm.data import LatentRows
 from fmlm.losses.common import noisy_latents
 from fmlm.losses.fixed_point import FixedPointConfig, teacher_trajectory
-from fmlm.losses.teacher import FlowConfig
+from fmlm.math.flow import FlowConfig
 from fmlm.math.interpolant import interpolate
 
 GUIDANCE_TIMES = (0.1, 0.3, 0.5, 0.7, 0.9)

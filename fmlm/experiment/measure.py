@@ -4,12 +4,11 @@ Every evaluated sample set becomes one record in ``<run>/results.jsonl`` and
 one file ``<run>/eval/<id>.jsonl`` of per-sample records (text, scored tokens,
 NLL, PPL, entropy). A record whose id is already in ``results.jsonl`` is not
 measured again, so an interrupted evaluation continues where it stopped.
-``reports/`` reads these files and nothing else.
+The reports read these files and nothing else (the contract: ``fmlm.experiment.run_folder``).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -22,7 +21,8 @@ from torch import nn
 from fmlm.data import LatentRows, TextDecoder
 from fmlm.evaluation.evaluator import Evaluator
 from fmlm.evaluation.metrics import evaluate_texts
-from fmlm.labels import DECODE_SWEEP, MODEL_LABELS
+from fmlm.experiment.run_folder import DECODE_SWEEP, EVAL_DIR, MODEL_LABELS, RESULTS_FILE, recorded_ids
+from fmlm.files import append_jsonl, write_jsonl_atomic
 from fmlm.samplers import SamplerConfig, batch_sampler, decode, generate
 
 
@@ -61,14 +61,6 @@ def record_id(model: str, cfg: SamplerConfig, guided: bool, sweep: str | None) -
     return "_".join(parts)
 
 
-def done_ids(run_dir: Path) -> set[str]:
-    """Ids of the records already in ``results.jsonl``."""
-    path = run_dir / "results.jsonl"
-    if not path.exists():
-        return set()
-    return {json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip()}
-
-
 def _write(scoring: Scoring, record: dict[str, Any], texts: list[str], extra: list[dict] | None = None) -> dict:
     """Score ``texts``, write the per-sample file, append the record; returns the finished record."""
     start = time.perf_counter()
@@ -77,21 +69,16 @@ def _write(scoring: Scoring, record: dict[str, Any], texts: list[str], extra: li
         progress=scoring.progress,
     )
     record["score_wall_s"] = time.perf_counter() - start
-    eval_dir = scoring.run_dir / "eval"
-    eval_dir.mkdir(parents=True, exist_ok=True)
     rows = result.rows()
     for i, row in enumerate(rows):
         row["index"] = extra[i]["index"] if extra else i
-    tmp = eval_dir / f"{record['id']}.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tmp.replace(eval_dir / f"{record['id']}.jsonl")
+    write_jsonl_atomic(scoring.run_dir / EVAL_DIR / f"{record['id']}.jsonl", rows)
     record.update(
         gen_ppl=result.gen_ppl if math.isfinite(result.gen_ppl) else str(result.gen_ppl),
         entropy=result.entropy, total_tokens=result.total_tokens, n_truncated=result.n_truncated,
-        samples_file=f"eval/{record['id']}.jsonl",
+        samples_file=f"{EVAL_DIR}/{record['id']}.jsonl",
     )
-    with (scoring.run_dir / "results.jsonl").open("a") as f:
-        f.write(json.dumps(record) + "\n")
+    append_jsonl(scoring.run_dir / RESULTS_FILE, record)
     return record
 
 
@@ -106,7 +93,7 @@ def measure_model(
     """Sample ``n_samples`` with ``cfg``, decode, score and record them (skipped if already recorded)."""
     guided = model.config.guidance_tokens > 0
     rid = record_id(model_name, cfg, guided, sweep)
-    if rid in done_ids(scoring.run_dir):
+    if rid in recorded_ids(scoring.run_dir):
         return None
     samples = generate(
         model, batch_sampler(cfg), cfg, n_samples, scoring.length, device=scoring.device,
@@ -147,7 +134,7 @@ def _data_record(rid: str, model: str, sampler: str, nfe: int, n_samples: int, w
 def measure_reference(scoring: Scoring, rows: LatentRows, n_samples: int) -> dict[str, Any] | None:
     """Held-out rows through the same decode -> retokenise -> score path: the line a perfect model reaches."""
     rid = "reference_data_0"
-    if rid in done_ids(scoring.run_dir):
+    if rid in recorded_ids(scoring.run_dir):
         return None
     if len(rows) < n_samples:
         print(f"note: the validation split has {len(rows)} rows; the reference uses all of them, not {n_samples}")
@@ -168,7 +155,7 @@ def measure_reconstruction(scoring: Scoring, model_name: str, model: nn.Module, 
     back to the held-out ids.
     """
     rid = f"{model_name}_decode_0_s0"
-    if rid in done_ids(scoring.run_dir):
+    if rid in recorded_ids(scoring.run_dir):
         return None
     idx = _reference_rows(rows, n_samples)
     ids, x0 = rows.batch(idx.numpy())

@@ -1,0 +1,124 @@
+"""The main job: data -> five stages -> measurements, into one run folder (``run_folder`` says what
+it holds). Every step reuses what an earlier, interrupted call finished: stages resume from their
+checkpoints, recorded measurements are skipped. Under ``torchrun`` every process trains; rank 0
+prepares the data while the others wait, and measures at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from fmlm.config import to_dict
+from fmlm.data import load_meta, prepare, rows_for, tokenizer_for
+from fmlm.evaluation.evaluator import load_evaluator
+from fmlm.experiment import run_folder as rf
+from fmlm.experiment.config import ExperimentConfig
+from fmlm.experiment.measure import Scoring, measure_model, measure_reconstruction, measure_reference
+from fmlm.experiment.plan import evaluation_plan, untrained_network
+from fmlm.experiment.presets import load_run_config
+from fmlm.experiment.probes import fixed_point_distances, guidance_response
+from fmlm.experiment.stages import run_stage
+from fmlm.files import write_json_atomic
+from fmlm.nn import Denoiser
+from fmlm.train import checkpoint as ckpt
+from fmlm.train.distributed import DistInfo, barrier, init_distributed, shutdown
+
+
+def bind_run_folder(run_dir: Path, cfg: ExperimentConfig) -> None:
+    """Write ``experiment.json``, or check that the folder already holds this same configuration.
+
+    A run accepts changes that only add measurements (``run_folder.adds_measurements_only``); a
+    field the folder's file lacks counts as its default (read through the config classes)."""
+    path = run_dir / rf.EXPERIMENT_FILE
+    new = to_dict(cfg)
+    if path.exists():
+        old = to_dict(load_run_config(run_dir))
+        if old == new:
+            return
+        if not rf.adds_measurements_only(old, new):
+            raise ValueError(f"{run_dir} holds a run with another configuration (differs in "
+                             f"{rf.changed_sections(old, new)}); use a new --run-dir folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, new)
+
+
+def prepare_data(cfg: ExperimentConfig, info: DistInfo, timing: rf.Timing | None = None) -> Path:
+    """The prepared data folder: rank 0 prepares (timed), the others wait, then all look it up."""
+    if info.is_main:
+        start = time.perf_counter()
+        prepare(cfg.data, Path(cfg.cache_dir), device=str(info.device))
+        if timing is not None:
+            timing.add("prepare data", time.perf_counter() - start)
+    barrier()
+    return prepare(cfg.data, Path(cfg.cache_dir), device=str(info.device))  # finished above: a look-up
+
+
+def train_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, info: DistInfo, timing: rf.Timing | None,
+              progress: bool = True, stages: tuple[str, ...] = rf.STAGES) -> dict[str, Path]:
+    """Train (or reuse) ``stages`` in order; returns the checkpoint folder of each."""
+    folders: dict[str, Path] = {}
+    for stage in rf.check_stages(stages):
+        start = time.perf_counter()
+        teacher = folders.get(rf.TEACHER_OF.get(stage, ""))
+        folders[stage] = run_stage(stage, cfg.stage_config(stage), data_folder, run_dir / rf.STAGES_DIR / stage,
+                                   info, teacher, progress=progress)
+        if timing is not None:
+            timing.add(f"train {stage}", time.perf_counter() - start)
+    return folders
+
+
+def measure_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, folders: dict, device, timing: rf.Timing,
+                progress: bool = True) -> None:
+    """Measure every planned setting whose model was trained (``folders``), plus the references."""
+    e = cfg.evaluation
+    meta = load_meta(data_folder)
+    start = time.perf_counter()
+    evaluator = load_evaluator(e.evaluator, cache_dir=Path(cfg.cache_dir), device=device)
+    scoring = Scoring(run_dir, evaluator, tokenizer_for(data_folder), int(meta["row_len"]), e.score_batch,
+                      e.max_tokens, device, progress)
+    val = rows_for(data_folder, "val", device)
+    measure_reference(scoring, val, e.n_samples)
+    models: dict[str, Denoiser] = {}
+
+    def model(name: str) -> Denoiser:
+        if name not in models:
+            models[name] = (untrained_network(cfg, meta, device) if name == "untrained"
+                            else ckpt.load_denoiser(folders[name], "ema", device))
+        return models[name]
+
+    for name, sampler, sweep in evaluation_plan(cfg):
+        if name == "untrained" or name in folders:
+            measure_model(scoring, name, model(name), sampler, e.samples_for(sweep), sweep)
+    for name in (s for s in rf.STAGES if s in folders):  # each trained model's decoder on held-out latents
+        measure_reconstruction(scoring, name, model(name), val, e.samples_for(rf.DECODE_SWEEP))
+    fp_path = run_dir / rf.FIXED_POINT_FILE
+    if "fixed-point" in folders and not fp_path.exists():
+        result = fixed_point_distances(model("teacher"), model("fixed-point"), val, e.fixed_point_rows,
+                                       cfg.fixed_point, cfg.flow, e.teacher_w, device=device)
+        write_json_atomic(fp_path, result)
+    guidance_path = run_dir / rf.GUIDANCE_FILE
+    if "teacher" in folders and not guidance_path.exists():
+        result = guidance_response(model("teacher"), val, e.fixed_point_rows, cfg.flow, e.flow_map_w, device=device)
+        write_json_atomic(guidance_path, result)
+    timing.add("evaluate", time.perf_counter() - start)
+
+
+def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, *, device: str = "auto", progress: bool = True,
+                   stages: tuple[str, ...] = rf.STAGES) -> Path:
+    """Prepare data, train ``stages`` (under torchrun: on every process), then measure on rank 0."""
+    run_dir = Path(run_dir)
+    rf.check_writable_run_dir(run_dir)
+    stages = rf.check_stages(stages)
+    evaluation_plan(cfg)  # every sampler setting is built, so checked, before any work
+    info = init_distributed(device)
+    if info.is_main:
+        bind_run_folder(run_dir, cfg)
+    barrier()
+    timing = rf.Timing(run_dir / rf.TIMING_FILE) if info.is_main else None
+    data_folder = prepare_data(cfg, info, timing)
+    folders = train_all(cfg, run_dir, data_folder, info, timing, progress, stages)
+    shutdown()
+    if info.is_main:
+        measure_all(cfg, run_dir, data_folder, folders, info.device, timing, progress)
+    return run_dir
