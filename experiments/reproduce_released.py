@@ -16,7 +16,7 @@ Every input is checked (folders, stages, counts, length, evaluator, run folder) 
 Under torchrun each setting's samples are split over the processes; the sample set is the same for any
 number of them. A setting already in RUN/results.jsonl is skipped, so a killed job continues when
 started again. The report (with report/released_table.md) is written to RUN/report.
-The logic lives in ``fmlm.models.released``.
+The logic lives in ``fmlm.experiment.released`` and ``fmlm.experiment.shards``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fmlm.models import released as rel
+from fmlm.experiment import released as rel
+from fmlm.experiment import shards
+from fmlm.experiment.run_folder import RESULTS_FILE, TIMING_FILE, recorded_ids
+from fmlm.files import append_jsonl, read_json_dict, write_json_atomic, write_jsonl_atomic
+
+
+def _read_optional(path: Path) -> dict | None:
+    return read_json_dict(path) if path.is_file() else None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -69,16 +76,16 @@ def prepare(args: argparse.Namespace, info) -> Plan:
     """Every check, in the order that costs least; nothing is written."""
     for name, value in (("--n-samples", args.n), ("--sample-batch", args.sample_batch),
                         ("--score-batch", args.score_batch), ("--length", args.length)):
-        rel.check_count(name, value)
+        shards.check_count(name, value)
     run_dir = rel.check_run_dir(args.run_dir)
     models = rel.load_released({"flow-map": args.flow_map, "teacher": args.teacher, "fixed-point": args.fixed_point},
                                device=info.device)
     rel.check_length(args.length, models)
     settings = rel.released_settings(models, seed=args.seed, batch_size=args.sample_batch)
     new = rel.experiment_record(models, evaluator=args.evaluator, n=args.n, length=args.length, seed=args.seed)
-    experiment = rel.merge_experiment(rel.read_json(run_dir / rel.EXPERIMENT_FILE), new)
-    done = rel.done_ids(run_dir)
-    timing = rel.read_json(run_dir / rel.TIMING_FILE)
+    experiment = rel.merge_experiment(_read_optional(run_dir / rel.EXPERIMENT_FILE), new)
+    done = recorded_ids(run_dir)
+    timing = _read_optional(run_dir / TIMING_FILE)
     evaluator = None
     if info.is_main:  # the scorer: loaded now, so a wrong name costs no sampling
         from fmlm.evaluation.evaluator import load_evaluator
@@ -91,18 +98,18 @@ def prepare(args: argparse.Namespace, info) -> Plan:
 
 def finish_setting(plan: Plan, setting, args: argparse.Namespace, info, sample_s: float, wall_s: float) -> None:
     """Rank 0: merge the shards, score, write the per-sample file, append the record, update timing.json."""
-    rows = rel.merge_shards(plan.run_dir, setting.id, info.world_size, args.n)
+    rows = shards.merge_shards(plan.run_dir, setting.id, info.world_size, args.n)
     plan.timing = rel.timing_with(plan.timing, f"sample {setting.id}", sample_s)
-    rel.write_json(plan.run_dir / rel.TIMING_FILE, plan.timing)
+    write_json_atomic(plan.run_dir / TIMING_FILE, plan.timing, sort_keys=False)
     start = time.perf_counter()
     framings, paper = rel.score_framings(plan.evaluator, [r["text"] for r in rows], batch_size=args.score_batch,
                                          progress=not args.no_progress)
-    rel.write_rows(rel.samples_path(plan.run_dir, setting.id), rel.scored_rows(rows, paper))
+    write_jsonl_atomic(shards.samples_path(plan.run_dir, setting.id), rel.scored_rows(rows, paper))
     record = rel.build_record(setting, framings, n_samples=args.n, nfe=int(rows[0]["nfe"]), wall_s=wall_s,
                               evaluator=args.evaluator, length=args.length)
-    rel.append_record(plan.run_dir, record)
+    append_jsonl(plan.run_dir / RESULTS_FILE, record)
     plan.timing = rel.timing_with(plan.timing, f"score {setting.id}", time.perf_counter() - start)
-    rel.write_json(plan.run_dir / rel.TIMING_FILE, plan.timing)
+    write_json_atomic(plan.run_dir / TIMING_FILE, plan.timing, sort_keys=False)
     print(f"{setting.id}: gen PPL {_num(record['gen_ppl'])}, entropy {_num(record['entropy'], 3)} (paper scoring, "
           f"{record['n_scored']} of {args.n} scored); blank kept {_num(record['gen_ppl_keep_empty'])}; "
           f"project framing {_num(record['gen_ppl_project'])}", flush=True)
@@ -123,12 +130,12 @@ def run(plan: Plan, args: argparse.Namespace, info) -> bool:
         start = time.perf_counter()
         if ok:
             pretrained = plan.models[setting.stage]
-            shard = rel.sample_shard(pretrained, setting.sampler, args.n, info.rank, info.world_size,
+            shard = shards.sample_shard(pretrained, setting.sampler, args.n, info.rank, info.world_size,
                                      length=args.length, device=info.device, progress=progress)
-            rel.write_shard(plan.run_dir, setting.id, info.rank, shard)
+            shards.write_shard(plan.run_dir, setting.id, info.rank, shard)
         barrier()  # every shard is written
-        wall_s = rel.sum_over_ranks(shard.wall_s if ok else 0.0, info.device)
-        if not rel.all_agree(ok, info.device):
+        wall_s = shards.sum_over_ranks(shard.wall_s if ok else 0.0, info.device)
+        if not shards.all_agree(ok, info.device):
             return False
         if info.is_main:
             try:
@@ -136,12 +143,12 @@ def run(plan: Plan, args: argparse.Namespace, info) -> bool:
             except ValueError as err:
                 print(f"error: {err}".splitlines()[0], file=sys.stderr)
                 ok = False
-    return rel.all_agree(ok, info.device)
+    return shards.all_agree(ok, info.device)
 
 
 def print_summary(run_dir: Path) -> None:
     """One line per record: model, steps, the three framings, samples scored."""
-    from reports import load_results
+    from fmlm.reports import load_results
 
     table = load_results(run_dir)
     if table.empty:
@@ -165,14 +172,14 @@ def main(argv: list[str] | None = None) -> int:
         plan = prepare(args, info)
     except ValueError as err:
         problem = str(err)
-    if not rel.all_agree(problem is None, info.device):
+    if not shards.all_agree(problem is None, info.device):
         if problem is not None:
             print(f"error: {problem}".splitlines()[0], file=sys.stderr)
         shutdown()
         return 2
     if info.is_main:
         plan.run_dir.mkdir(parents=True, exist_ok=True)
-        rel.write_json(plan.run_dir / rel.EXPERIMENT_FILE, plan.experiment)
+        write_json_atomic(plan.run_dir / rel.EXPERIMENT_FILE, plan.experiment, sort_keys=False)
         for setting in plan.skipped:
             print(f"{setting.id}: already recorded, skipped")
         print(f"{len(plan.todo)} settings to sample, {args.n} samples each, on {info.world_size} process"
@@ -183,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not info.is_main:
         return 0
-    from reports.build import build_report
+    from fmlm.reports.build import build_report
 
     print_summary(plan.run_dir)
     report = build_report(plan.run_dir)

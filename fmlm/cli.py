@@ -80,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun, rank 0 measures and reports
-    from reports import build_report, load_results
+    from fmlm.reports import build_report, load_results
 
     table = load_results(run_dir)
     if not table.empty:
@@ -160,10 +160,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from reports import build_report
+    from fmlm.reports.__main__ import report  # the same as python -m fmlm.reports: output and exit codes
 
-    print(build_report(args.run_folder, args.out))
-    return 0
+    return report(args.run_folder, args.out)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from fmlm.models import export_checkpoint
+    from fmlm.experiment.export import export_checkpoint
 
     print(export_checkpoint(args.checkpoint, args.out, weights=args.weights, overwrite=args.overwrite))
     return 0

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -135,6 +137,31 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def write_folder_atomic(folder: Path, fill: Callable[[Path], None], *, replace: bool = False,
+                        done_file: str | None = None) -> Path:
+    """Fill a temporary sibling of ``folder`` with ``fill(tmp)``, then rename it onto ``folder``.
+
+    ``replace``: an existing ``folder`` is replaced. Otherwise, when another process finished ``folder``
+    first (it holds ``done_file``), that copy is kept and the temporary one dropped."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; these are ordinary folders
+        fill(tmp)
+        if replace and folder.exists():
+            shutil.rmtree(folder)
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if done_file is None or not (folder / done_file).is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
 def first_line(err: BaseException) -> str:
     """The first line of an exception's message (its type name when the message is empty)."""
     lines = str(err).strip().splitlines()
@@ -144,3 +171,42 @@ def first_line(err: BaseException) -> str:
 def save_figure_atomic(fig: Any, path: Path) -> Path:
     """Save a matplotlib ``Figure`` as PNG to ``path`` atomically."""
     return _atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+
+
+def describe_refused_pickle(err: BaseException, path: Path) -> str:
+    """What ``torch.load(weights_only=True)`` refused in ``path``, in one line (never torch's advice to
+    disable the check): the global it pickles, found in the error or by listing the file's opcodes."""
+    text = str(err)
+    match = re.search(r"GLOBAL ([\w.]+)", text)
+    name = match.group(1) if match else _first_unsafe_global(path)
+    if name:
+        return f"it pickles the global {name}, which is not a tensor or plain container"
+    detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    return f"it holds something other than tensors and plain containers ({detail.group(1) if detail else 'unknown'})"
+
+
+def _first_unsafe_global(path: Path) -> str | None:
+    """The first global a plain (non-zip) pickle file names outside torch's own, read with pickletools
+    (which only lists opcodes and executes nothing); None when there is none or the file is not a pickle."""
+    import pickletools
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        return None
+    strings: list[str] = []
+    try:
+        with open(path, "rb") as f:
+            for op, arg, _ in pickletools.genops(f):
+                if op.name in ("GLOBAL", "INST"):
+                    name = str(arg).replace(" ", ".")
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    name = f"{strings[-2]}.{strings[-1]}"
+                else:
+                    if isinstance(arg, str):
+                        strings.append(arg)
+                    continue
+                if not name.startswith(("torch.", "collections.OrderedDict")):
+                    return name
+    except Exception:  # noqa: BLE001 - a broken stream simply names no global
+        return None
+    return None

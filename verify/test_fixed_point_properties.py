@@ -1,5 +1,5 @@
 """Self-conditioning as a fixed-point iteration: contraction, Banach bounds, uniqueness, mean field,
-Anderson versus Picard, and flows driven by the fixed-point denoiser (METHOD.md section 6)."""
+Anderson versus Picard, and flows driven by the fixed-point denoiser (docs/method.md section 6)."""
 
 from __future__ import annotations
 

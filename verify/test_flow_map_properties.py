@@ -1,4 +1,4 @@
-"""Flow-map properties: identity, tangent condition, semigroup, and the gamma target (METHOD.md section 8)."""
+"""Flow-map properties: identity, tangent condition, semigroup, and the gamma target (docs/method.md section 8)."""
 
 from __future__ import annotations
 

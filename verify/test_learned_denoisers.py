@@ -11,7 +11,7 @@ F(s) = D_theta(z_t, t, s, w) the suite checks what the method assumes, row by ro
 - F contracts (L < 1) somewhere, and Anderson reaches the fixed point in no more evaluations;
 - the slot matters (s* moves off F(0)), and at t = 0.4, 0.8 the fixed point s* (w = 1, where the
   teacher's target is the posterior mean) is closer to the exact denoiser D* than the prior mean is;
-- METHOD.md section 6 says s* is a better denoiser than F(0). Measured against D* on this network
+- docs/method.md section 6 says s* is a better denoiser than F(0). Measured against D* on this network
   it holds at t = 0.1 and not at t = 0.4 (a strict xfail, so a change either way is reported).
 """
 
@@ -218,7 +218,7 @@ def test_learned_fixed_point_beats_the_prior_mean(learned, t_value):
     [0.1, pytest.param(0.4, marks=pytest.mark.xfail(strict=True, reason="measured: s* is 17% farther from D*"))],
 )
 def test_learned_fixed_point_beats_the_first_pass(learned, t_value):
-    """METHOD.md section 6: the fixed point s* is a better denoiser than F(0), i.e. closer to D*.
+    """docs/method.md section 6: the fixed point s* is a better denoiser than F(0), i.e. closer to D*.
     (At t = 0.8 the two are within 3% of each other, too close to call either way.)"""
     star, first, _, _ = denoiser_errors(*learned, t_value)
     assert star < first

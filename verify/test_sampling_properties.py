@@ -1,4 +1,4 @@
-"""Stage-2 boundary conditions, the CTM step, time grids and the two-time sampler (METHOD.md sections 7-9)."""
+"""Stage-2 boundary conditions, the CTM step, time grids and the two-time sampler (docs/method.md sections 7-9)."""
 
 from __future__ import annotations
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from fmlm.data.hub import hub_reachable
 from fmlm.data.wiki import read_wiki_dump, wiki_to_paragraphs
+from fmlm.files import first_line
 
 EMBEDDED_PARTS = ("gensim-wiki", "gensim-lee", "kjv")
 EMBEDDED = "embedded"
@@ -189,8 +190,7 @@ def _hf_documents(spec: str) -> HFTextColumn:
         ds = datasets.load_dataset(name, config or None, split="train")
     except Exception as err:  # noqa: BLE001 - datasets raises many unrelated types; one line is the contract
         reach = "" if hub_reachable() else " (the Hugging Face hub is unreachable from this machine)"
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"source: cannot load {spec!r}{reach}: {first}") from None
+        raise ValueError(f"source: cannot load {spec!r}{reach}: {first_line(err)}") from None
     if len(ds) == 0:
         raise ValueError(f"source: {spec!r} holds no documents (empty corpus)")
     return HFTextColumn(ds)

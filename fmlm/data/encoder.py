@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from fmlm.data.hub import hub_reachable
+from fmlm.files import first_line
 
 EMBEDDED_ENCODERS = ("minilm", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -50,18 +51,13 @@ def _from_pretrained(loader, name: str, key: str, **kwargs):
                                       local_files_only=True, **kwargs)
     except Exception as err:  # noqa: BLE001 - a broken local folder fails in many ways; one line is the contract
         if looks_local:
-            raise ValueError(f"{key}: cannot load {name!r}: {_first_line(err)}") from None
+            raise ValueError(f"{key}: cannot load {name!r}: {first_line(err)}") from None
     if not hub_reachable():
         raise ValueError(f"{key}: {name!r} is not a local folder nor cached, and the Hugging Face hub is unreachable")
     try:
         return loader.from_pretrained(name, **kwargs)
     except Exception as err:  # noqa: BLE001 - hub errors come in many types; one line is the contract
-        raise ValueError(f"{key}: cannot load {name!r} from the Hugging Face hub: {_first_line(err)}") from None
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
+        raise ValueError(f"{key}: cannot load {name!r} from the Hugging Face hub: {first_line(err)}") from None
 
 
 def _is_empty(tokenizer) -> bool:

@@ -26,11 +26,10 @@ from __future__ import annotations
 
 import base64
 import importlib.util
-import os
-import shutil
-import tempfile
 from functools import lru_cache
 from pathlib import Path
+
+from fmlm.files import write_folder_atomic
 
 WHISPER_PACKAGE = "whisper"
 WHISPER_INSTALL_HINT = "pip install --no-deps openai-whisper"
@@ -168,19 +167,7 @@ def wrap(core):
 
 def _save_atomic(tokenizer, folder: Path) -> None:
     """``save_pretrained`` into a temporary sibling renamed to ``folder``; another process's finished copy is kept."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        tmp.chmod(0o755)
-        tokenizer.save_pretrained(tmp)
-        try:
-            os.rename(tmp, folder)
-        except OSError:
-            if not (folder / _TOKENIZER_FILE).is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    write_folder_atomic(folder, lambda tmp: tokenizer.save_pretrained(tmp), done_file=_TOKENIZER_FILE)
 
 
 def gpt2_tokenizer(cache_dir: Path | None = None):

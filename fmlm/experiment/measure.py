@@ -21,7 +21,7 @@ from torch import nn
 from fmlm.data import LatentRows, TextDecoder
 from fmlm.evaluation.evaluator import Evaluator
 from fmlm.evaluation.metrics import evaluate_texts
-from fmlm.experiment.run_folder import DECODE_SWEEP, EVAL_DIR, MODEL_LABELS, RESULTS_FILE, recorded_ids
+from fmlm.experiment.run_folder import DECODE_SWEEP, EVAL_DIR, MODEL_LABELS, RESULTS_FILE, record_id, recorded_ids
 from fmlm.files import append_jsonl, write_jsonl_atomic
 from fmlm.samplers import SamplerConfig, batch_sampler, decode, generate
 
@@ -38,27 +38,6 @@ class Scoring:
     max_tokens: int
     device: torch.device
     progress: bool = True
-
-
-def _fmt(value: float) -> str:
-    return f"{value:g}".replace(".", "p").replace("-", "m")
-
-
-def record_id(model: str, cfg: SamplerConfig, guided: bool, sweep: str | None) -> str:
-    """A readable, unique file name for one evaluated setting."""
-    parts = [model, cfg.kind, str(cfg.steps)]
-    if guided:
-        parts.append("w" + _fmt(cfg.w))
-    if cfg.kind == "sde":
-        parts.append("c" + _fmt(cfg.churn))
-    if cfg.kind == "ctm":
-        parts.append("g" + _fmt(cfg.gamma))
-    if cfg.kind in ("euler", "sde"):
-        parts.append(cfg.sc_mode + (f"{cfg.fp_iterations}{cfg.fp_solver}" if cfg.sc_mode == "cold" else ""))
-    if sweep:
-        parts.append(sweep)
-    parts.append(f"s{cfg.seed}")
-    return "_".join(parts)
 
 
 def _write(scoring: Scoring, record: dict[str, Any], texts: list[str], extra: list[dict] | None = None) -> dict:

@@ -6,12 +6,12 @@ prepares the data while the others wait, and measures at the end.
 
 from __future__ import annotations
 
-import time
+import contextlib
 from pathlib import Path
 
 from fmlm.config import to_dict
 from fmlm.data import load_meta, prepare, rows_for, tokenizer_for
-from fmlm.evaluation.evaluator import load_evaluator
+from fmlm.evaluation.evaluator import check_evaluator_name, load_evaluator
 from fmlm.experiment import run_folder as rf
 from fmlm.experiment.config import ExperimentConfig
 from fmlm.experiment.measure import Scoring, measure_model, measure_reconstruction, measure_reference
@@ -43,13 +43,17 @@ def bind_run_folder(run_dir: Path, cfg: ExperimentConfig) -> None:
     write_json_atomic(path, new)
 
 
+def timed(timing: rf.Timing | None, name: str):
+    """``timing.part(name)``: the block's wall time counts in ``timing.json`` however it ends; a no-op
+    without a timer (processes other than rank 0)."""
+    return contextlib.nullcontext() if timing is None else timing.part(name)
+
+
 def prepare_data(cfg: ExperimentConfig, info: DistInfo, timing: rf.Timing | None = None) -> Path:
     """The prepared data folder: rank 0 prepares (timed), the others wait, then all look it up."""
     if info.is_main:
-        start = time.perf_counter()
-        prepare(cfg.data, Path(cfg.cache_dir), device=str(info.device))
-        if timing is not None:
-            timing.add("prepare data", time.perf_counter() - start)
+        with timed(timing, "prepare data"):
+            prepare(cfg.data, Path(cfg.cache_dir), device=str(info.device))
     barrier()
     return prepare(cfg.data, Path(cfg.cache_dir), device=str(info.device))  # finished above: a look-up
 
@@ -59,21 +63,25 @@ def train_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, info: Dis
     """Train (or reuse) ``stages`` in order; returns the checkpoint folder of each."""
     folders: dict[str, Path] = {}
     for stage in rf.check_stages(stages):
-        start = time.perf_counter()
         teacher = folders.get(rf.TEACHER_OF.get(stage, ""))
-        folders[stage] = run_stage(stage, cfg.stage_config(stage), data_folder, run_dir / rf.STAGES_DIR / stage,
-                                   info, teacher, progress=progress)
-        if timing is not None:
-            timing.add(f"train {stage}", time.perf_counter() - start)
+        with timed(timing, f"train {stage}"):  # counted also when stopped by a signal or failed
+            folders[stage] = run_stage(stage, cfg.stage_config(stage), data_folder, run_dir / rf.STAGES_DIR / stage,
+                                       info, teacher, progress=progress)
     return folders
 
 
 def measure_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, folders: dict, device, timing: rf.Timing,
                 progress: bool = True) -> None:
+    """Measure every planned setting whose model was trained (``folders``), plus the references; timed
+    as the part "evaluate" (counted also when it fails)."""
+    with timed(timing, "evaluate"):
+        _measure_all(cfg, run_dir, data_folder, folders, device, progress)
+
+
+def _measure_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, folders: dict, device, progress: bool) -> None:
     """Measure every planned setting whose model was trained (``folders``), plus the references."""
     e = cfg.evaluation
     meta = load_meta(data_folder)
-    start = time.perf_counter()
     evaluator = load_evaluator(e.evaluator, cache_dir=Path(cfg.cache_dir), device=device)
     scoring = Scoring(run_dir, evaluator, tokenizer_for(data_folder), int(meta["row_len"]), e.score_batch,
                       e.max_tokens, device, progress)
@@ -101,7 +109,6 @@ def measure_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, folders
     if "teacher" in folders and not guidance_path.exists():
         result = guidance_response(model("teacher"), val, e.fixed_point_rows, cfg.flow, e.flow_map_w, device=device)
         write_json_atomic(guidance_path, result)
-    timing.add("evaluate", time.perf_counter() - start)
 
 
 def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, *, device: str = "auto", progress: bool = True,
@@ -111,6 +118,7 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, *, device: str = 
     rf.check_writable_run_dir(run_dir)
     stages = rf.check_stages(stages)
     evaluation_plan(cfg)  # every sampler setting is built, so checked, before any work
+    check_evaluator_name(cfg.evaluation.evaluator, "evaluation.evaluator")
     info = init_distributed(device)
     if info.is_main:
         bind_run_folder(run_dir, cfg)

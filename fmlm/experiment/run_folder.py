@@ -18,8 +18,11 @@ and a crash can at most cut its last line, which readers drop with a note.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from fmlm.files import read_json_dict, read_jsonl, write_json_atomic
 
@@ -144,6 +147,28 @@ def changed_sections(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return changed
 
 
+def _fmt(value: float) -> str:
+    return f"{value:g}".replace(".", "p").replace("-", "m")
+
+
+def record_id(model: str, cfg: Any, guided: bool, sweep: str | None) -> str:
+    """A record's id and file name: ``<model>_<kind>_<steps>[_w][_c|_g][_scmode][_sweep]_s<seed>`` from a
+    ``SamplerConfig`` ``cfg`` (read by attribute, so this module needs no torch)."""
+    parts = [model, cfg.kind, str(cfg.steps)]
+    if guided:
+        parts.append("w" + _fmt(cfg.w))
+    if cfg.kind == "sde":
+        parts.append("c" + _fmt(cfg.churn))
+    if cfg.kind == "ctm":
+        parts.append("g" + _fmt(cfg.gamma))
+    if cfg.kind in ("euler", "sde"):
+        parts.append(cfg.sc_mode + (f"{cfg.fp_iterations}{cfg.fp_solver}" if cfg.sc_mode == "cold" else ""))
+    if sweep:
+        parts.append(sweep)
+    parts.append(f"s{cfg.seed}")
+    return "_".join(parts)
+
+
 def recorded_ids(run_dir: Path) -> set[str]:
     """Ids of the records already in ``results.jsonl`` (a cut last line is ignored: it is measured again)."""
     path = Path(run_dir) / RESULTS_FILE
@@ -159,8 +184,47 @@ class Timing:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.data = read_json_dict(self.path) if self.path.exists() else {"stages": {}, "total_s": 0.0}
+        self._lock = threading.Lock()
 
     def add(self, name: str, seconds: float) -> None:
-        self.data["stages"][name] = self.data["stages"].get(name, 0.0) + seconds
+        """Add ``seconds`` to part ``name`` and rewrite the file."""
+        with self._lock:
+            self._write(name, self.data["stages"].get(name, 0.0) + seconds)
+
+    def _write(self, name: str, seconds: float) -> None:
+        self.data["stages"][name] = seconds
         self.data["total_s"] = sum(self.data["stages"].values())
         write_json_atomic(self.path, self.data, sort_keys=False)  # parts stay in the order they ran
+
+    @contextlib.contextmanager
+    def part(self, name: str, every_s: float = 30.0) -> Iterator[None]:
+        """Time the block as part ``name``, added to what the file already holds for it (a resumed call).
+
+        The file is rewritten every ``every_s`` seconds while the block runs (a killed process loses
+        at most that much) and once more when it ends, however it ends (an exception, training
+        stopped by a signal), so interrupted work counts."""
+        with self._lock:
+            before = self.data["stages"].get(name, 0.0)
+        start = time.perf_counter()
+
+        def record() -> None:
+            with self._lock:
+                self._write(name, before + time.perf_counter() - start)
+
+        stop = threading.Event()
+        writer = threading.Thread(target=self._every, args=(stop, every_s, record), daemon=True, name=f"timing {name}")
+        writer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            writer.join()
+            record()
+
+    @staticmethod
+    def _every(stop: threading.Event, seconds: float, action: Callable[[], None]) -> None:
+        """Call ``action`` every ``seconds`` until ``stop`` is set; a failed write is retried at the next
+        call (the last one, when the part ends, reports its error)."""
+        while not stop.wait(seconds):
+            with contextlib.suppress(OSError):
+                action()

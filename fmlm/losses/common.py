@@ -1,7 +1,7 @@
 """What every stage loss shares: the batch, the loss output, the decoder branch,
 the guidance-scale draw and the masked mean-squared error.
 
-Decoder branch (METHOD.md section 3): with probability ``decoder_prob`` a
+Decoder branch (docs/method.md section 3): with probability ``decoder_prob`` a
 training step is a decoder step: per token ``a = sigmoid(N(0.8, 0.8))``,
 ``z_dec = a * x0 + (1 - a) * 5.0 * eps``, the network runs at t = 1 in decoder
 mode and its token logits are trained with cross-entropy against the ids.
@@ -55,7 +55,7 @@ class StageLoss(Protocol):
 
 @dataclass(frozen=True)
 class DecoderConfig:
-    """Decoder-branch settings (METHOD.md section 3)."""
+    """Decoder-branch settings (docs/method.md section 3)."""
 
     prob: float = 0.2
     noise_scale: float = 5.0

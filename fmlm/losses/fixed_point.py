@@ -1,5 +1,5 @@
 """Stage 2: fixed-point distillation ("ELF*", a consistency deep equilibrium
-model). METHOD.md section 7.
+model). docs/method.md section 7.
 
 The frozen teacher's self-conditioning map ``F(s) = D(z_t, t, s, w)`` is
 iterated with Anderson acceleration from ``s_0 = 0`` for K steps (no grad):

@@ -1,5 +1,5 @@
 """Stage 3: flow-map distillation ("FMLM*"; from a no-SC teacher: "FMLM").
-METHOD.md section 8.
+docs/method.md section 8.
 
 Two-time denoiser ``D(z, s, t, w)`` with the self-conditioning slot always
 zero; flow map ``X_{s,t}(z) = (1 - t)/(1 - s) z + (t - s)/(1 - s) D(z, s, t)``.

@@ -1,5 +1,5 @@
 """Stage 1: the self-conditioned teacher ("ELF"), and the same teacher without
-self-conditioning (the falsification baseline). METHOD.md sections 2, 3, 5.
+self-conditioning (the falsification baseline). docs/method.md sections 2, 3, 5.
 
 Per row: ``t = sigmoid(N(P_mean, P_std))``, ``z_t = t x0 + (1 - t) lam eps``,
 ``v_target = (x0 - z_t) / max(1 - t, t_eps)``; the network predicts x0 and

@@ -1,4 +1,4 @@
-"""Stage-2 fixed-point distillation formulas (METHOD.md section 7).
+"""Stage-2 fixed-point distillation formulas (docs/method.md section 7).
 
 - consistency (phase) time: ``tau_k = e + (1 - exp(-rho k)) (T - e)``
 - skip weight:              ``c_skip(tau) = clamp((tau - e)/(T - e), 0, 1)^g``

@@ -1,4 +1,4 @@
-"""Fixed-point solvers for self-conditioning ``s* = F(s*)`` (METHOD.md sections 6 and 7).
+"""Fixed-point solvers for self-conditioning ``s* = F(s*)`` (docs/method.md sections 6 and 7).
 
 Every batch row solves its own problem; ``F`` maps a batch ``(B, ...)`` to a batch of the
 same shape and is called exactly once per iteration on the whole batch.

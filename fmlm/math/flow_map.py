@@ -1,4 +1,4 @@
-"""Two-time flow maps and the semigroup target (METHOD.md section 8).
+"""Two-time flow maps and the semigroup target (docs/method.md section 8).
 
 Time convention: ``t = 0`` pure noise, ``t = 1`` clean data; every map runs forward, ``s <= t``.
 

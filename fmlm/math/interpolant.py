@@ -1,4 +1,4 @@
-"""The linear interpolant and the x-prediction <-> velocity identities (METHOD.md section 2).
+"""The linear interpolant and the x-prediction <-> velocity identities (docs/method.md section 2).
 
 Time convention: ``t = 0`` pure noise, ``t = 1`` clean data.
 

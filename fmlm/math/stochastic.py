@@ -1,4 +1,4 @@
-"""Stochastic sampling steps (METHOD.md section 9). Time: ``t = 0`` noise, ``t = 1`` data.
+"""Stochastic sampling steps (docs/method.md section 9). Time: ``t = 0`` noise, ``t = 1`` data.
 
 CTM gamma-sampling (gamma in [0, 1]), from ``z`` at ``t`` to ``t_next``:
 - the denoiser is queried at the target time ``t~ = 1 - (1 - t_next) sqrt(1 - gamma^2)``:

@@ -1,4 +1,4 @@
-"""Training-time distributions and sampling grids (METHOD.md sections 2, 8 and 9).
+"""Training-time distributions and sampling grids (docs/method.md sections 2, 8 and 9).
 
 Time convention: ``t = 0`` pure noise, ``t = 1`` clean data.
 
@@ -120,7 +120,7 @@ def sample_two_time(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> TwoTimeSample:
-    """Sample ``(s, u, t)`` per row as in METHOD.md section 8.
+    """Sample ``(s, u, t)`` per row as in docs/method.md section 8.
 
     Diagonal rows (probability ``diagonal_prob``): ``tau ~ U(0, 1)``, ``s = u = t = quantile(tau)``
     (so ``t`` is logit-normal). Off-diagonal rows: ``d ~ U(0, 1)``, ``tau_s = U (1 - d)``,

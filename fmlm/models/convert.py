@@ -1,13 +1,11 @@
-"""Making model folders: from a reference checkpoint (``import``) or a training checkpoint (``export``).
+"""Making a model folder from a released reference checkpoint (``python -m fmlm import``).
 
 ``import_checkpoint``: a released Lightning checkpoint of the paper's reference code ->
 ``fmlm.models.reference.import_reference`` (safe read, key map, shape inference) -> a model folder with
 the paper's sampler settings, the GPT-2 tokenizer (built offline) and a card naming the source file and
 its sha256.
 
-``export_checkpoint``: a stage checkpoint of this project (``RUN/stages/<stage>/checkpoint``, or the
-stage folder holding it) -> a model folder with the EMA (or raw) weights, the data folder's encoder,
-whitening and tokenizer, the stage's flow constants and this project's sampler settings.
+(``fmlm.experiment.export`` makes one from a stage checkpoint of this project.)
 """
 
 from __future__ import annotations
@@ -16,12 +14,11 @@ import hashlib
 from pathlib import Path
 
 from fmlm.models.folder import ModelInfo, save_model
-from fmlm.models.sampling import PAPER_SAMPLERS, PROJECT_SAMPLERS
+from fmlm.models.sampling import PAPER_SAMPLERS
 
 REFERENCE_REPO = "github.com/Ugness/self-conditioned-fmlm"
 REFERENCE_LICENCE = (f"MIT, as stated by the reference implementation ({REFERENCE_REPO}); the weights are the "
                      "authors' release (hub repository wonjKim/self-conditioned-fmlm): check its card for terms.")
-PROJECT_LICENCE = "MIT (fmlm); the training text keeps its own licence (see the run's data folder)."
 HASH_CHUNK = 1 << 20  # bytes read at a time while hashing a multi-GB checkpoint
 
 
@@ -78,45 +75,4 @@ def import_checkpoint(path: str | Path, out: str | Path, *, config_path: str | P
             "licence": REFERENCE_LICENCE,
         },
     )
-    return save_model(model, out, info, tokenizer=tokenizer, overwrite=overwrite)
-
-
-def _checkpoint_folder(path: Path) -> Path:
-    return path / "checkpoint" if (path / "checkpoint" / "meta.json").is_file() else path
-
-
-def export_checkpoint(path: str | Path, out: str | Path, *, weights: str = "ema", overwrite: bool = False) -> Path:
-    """Export a finished stage checkpoint of this project as the model folder ``out``; returns ``out``."""
-    from transformers import AutoTokenizer
-
-    from fmlm.data.cache import TOKENIZER_DIR
-    from fmlm.data.dataset import load_meta
-    from fmlm.experiment.stages import stored_stage_config
-    from fmlm.train import checkpoint as ckpt
-
-    if weights not in ("ema", "raw"):
-        raise ValueError(f"weights: {weights!r} is not one of ['ema', 'raw']")
-    folder = _checkpoint_folder(Path(path))
-    meta = ckpt.read_meta(folder)
-    if not meta.complete:
-        raise ValueError(f"{folder}: stage {meta.stage!r} is unfinished (step {meta.step} of {meta.total_steps})")
-    data_folder = Path(meta.data["folder"])
-    if not (data_folder / "meta.json").is_file():
-        raise ValueError(f"{folder}: its data folder {data_folder} is gone (needed for the encoder and tokenizer)")
-    data = load_meta(data_folder)
-    model = ckpt.load_denoiser(folder, "ema" if weights == "ema" else "model")
-    info = ModelInfo(
-        stage=meta.stage,
-        architecture=model.config,
-        encoder=str(data["config"]["encoder"]),
-        encoder_layer=int(data["config"]["layer"]),
-        tokenizer=str(data["config"]["tokenizer"] or data["config"]["encoder"]),
-        whitening_mu=float(data["mu"]),
-        whitening_sigma=float(data["sigma"]),
-        flow=stored_stage_config(folder).flow,
-        samplers=PROJECT_SAMPLERS[meta.stage],
-        source={"origin": "fmlm training checkpoint", "checkpoint": str(folder), "step": meta.step,
-                "weights": weights, "data_rows": meta.data.get("rows"), "licence": PROJECT_LICENCE},
-    )
-    tokenizer = AutoTokenizer.from_pretrained(str(data_folder / TOKENIZER_DIR))
     return save_model(model, out, info, tokenizer=tokenizer, overwrite=overwrite)

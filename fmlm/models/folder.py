@@ -14,12 +14,12 @@ is a one-line ``ValueError``.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fmlm.config import ConfigError, from_dict, to_dict
+from fmlm.files import first_line, write_folder_atomic
 from fmlm.math.flow import FlowConfig
 from fmlm.nn.config import DenoiserConfig
 
@@ -102,21 +102,17 @@ def save_model(model, folder: str | Path, info: ModelInfo, *, tokenizer=None, ca
         raise ValueError(f"{folder}: already holds files; choose another folder or pass overwrite")
     if to_dict(model.config) != to_dict(info.architecture):
         raise ValueError("info.architecture does not describe this model's config")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, tmp / WEIGHTS_FILE, metadata={"format": FORMAT, "stage": info.stage})
-    (tmp / CONFIG_FILE).write_text(json.dumps(to_dict(info), indent=2, sort_keys=True) + "\n")
-    if tokenizer is not None:
-        tokenizer.save_pretrained(str(tmp / TOKENIZER_DIR))
     n_params = sum(p.numel() for p in model.parameters())
-    (tmp / CARD_FILE).write_text(card if card is not None else model_card(info, n_params))
-    if folder.exists():
-        shutil.rmtree(folder)
-    tmp.rename(folder)
-    return folder
+
+    def fill(tmp: Path) -> None:
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(state, tmp / WEIGHTS_FILE, metadata={"format": FORMAT, "stage": info.stage})
+        (tmp / CONFIG_FILE).write_text(json.dumps(to_dict(info), indent=2, sort_keys=True) + "\n")
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp / TOKENIZER_DIR))
+        (tmp / CARD_FILE).write_text(card if card is not None else model_card(info, n_params))
+
+    return write_folder_atomic(folder, fill, replace=True)
 
 
 def read_info(folder: str | Path) -> ModelInfo:
@@ -153,8 +149,7 @@ def resolve_folder(path_or_repo_id: str | Path, revision: str | None = None) -> 
     try:
         return Path(snapshot_download(text, revision=revision, allow_patterns=HUB_FILES))
     except Exception as err:  # noqa: BLE001 - hub errors come in many types; one line is the contract
-        first = str(err).strip().splitlines()
-        raise ValueError(f"{text}: cannot download from the Hugging Face hub: {first[0] if first else err!r}") from None
+        raise ValueError(f"{text}: cannot download from the Hugging Face hub: {first_line(err)}") from None
 
 
 def load_model(path_or_repo_id: str | Path, *, device: str = "cpu", revision: str | None = None) -> PretrainedModel:

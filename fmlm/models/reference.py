@@ -44,7 +44,6 @@ from the reference's training YAML when given, else from the stage name and the 
 
 from __future__ import annotations
 
-import pickle
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -53,31 +52,16 @@ from typing import Any
 
 import torch
 
+from fmlm.models.reference_settings import merged_settings, read_settings, stage_from
+from fmlm.models.safe_load import load_reference_file
 from fmlm.nn.config import DenoiserConfig
 
 MODEL_PREFIX = "model."  # the denoiser's raw weights inside a Lightning state_dict
 SKIPPED_PREFIXES = ("encoder.", "teacher_model.")  # the frozen encoder (and a teacher) beside it: never read
 WEIGHTS = ("ema", "raw")
 
-# Released file names -> stage (the reference's README names them so).
-STAGE_OF_FILE = {"elf": "teacher", "elf_star": "fixed-point", "fmlm_star": "flow-map"}
 PHASED_STAGES = ("fixed-point", "flow-map")
 
-# The paper's values for what the weights cannot tell (METHOD.md sections 1, 2, 7).
-PAPER_DEFAULTS: dict[str, Any] = {
-    "max_length": 1024,
-    "encoder_model_name": "gpt2-large",
-    "feature_layer": "last",
-    "latent_mean": -0.009133760006666183,
-    "latent_std": 0.9250109602467304,
-    "denoiser_noise_scale": 2.0,
-    "denoiser_p_mean": -1.5,
-    "denoiser_p_std": 0.8,
-    "t_eps": 0.05,
-    "cdeq_inference_phase": 0.002,
-    "self_cond_cfg_min": 0.5,
-    "self_cond_cfg_max": 5.0,
-}
 DECODE_PHASE = 0.0  # the reference's decoder passes see phase 0 (it passes no phase there)
 
 
@@ -91,70 +75,6 @@ class ReferenceModel:
     settings: dict[str, Any]  # the reference settings used (YAML values or the paper's defaults)
     weights: str  # "ema" or "raw"
     skipped: int  # tensors left unread beside the denoiser (encoder.*, teacher_model.*)
-
-
-def load_reference_file(path: str | Path) -> dict[str, Any]:
-    """The checkpoint's top-level dict, unpickled safely (tensors memory-mapped where the format allows)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such checkpoint file")
-    try:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as err:  # legacy (non-zip) files cannot be memory-mapped: read them plainly
-            if "mmap" not in str(err) and "zip" not in str(err).lower():
-                raise
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(f"{path}: refused: {_refused_global(err, path)}; nothing in it was executed") from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({_first_line(err)})") from None
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"{path}: expected a checkpoint dict, found a {type(obj).__name__}")
-    return dict(obj)
-
-
-def _refused_global(err: BaseException, path: Path) -> str:
-    """What the weights-only unpickler refused, in one line (never torch's advice to disable it)."""
-    text = str(err)
-    match = re.search(r"GLOBAL ([\w.]+ [\w.]+|[\w.]+)", text)
-    name = match.group(1).replace(" ", ".") if match else _first_unsafe_global(path)
-    if name:
-        return f"it pickles the global {name}, which is not a tensor or plain container"
-    detail = re.search(r"WeightsUnpickler error:\s*(.+)", text)
-    return f"it holds something other than tensors and plain containers ({detail.group(1) if detail else 'unknown'})"
-
-
-def _first_unsafe_global(path: Path) -> str | None:
-    """The first global a plain (non-zip) pickle file names outside torch's own, read with pickletools
-    (which only lists opcodes and executes nothing); None when there is none or the file is not a pickle."""
-    import pickletools
-    import zipfile
-
-    if zipfile.is_zipfile(path):
-        return None
-    strings: list[str] = []
-    try:
-        with open(path, "rb") as f:
-            for op, arg, _ in pickletools.genops(f):
-                if op.name in ("GLOBAL", "INST"):
-                    name = str(arg).replace(" ", ".")
-                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
-                    name = f"{strings[-2]}.{strings[-1]}"
-                else:
-                    if isinstance(arg, str):
-                        strings.append(arg)
-                    continue
-                if not name.startswith(("torch.", "collections.OrderedDict")):
-                    return name
-    except Exception:  # noqa: BLE001 - a broken stream simply names no global
-        return None
-    return None
-
-
-def _first_line(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return lines[0] if lines else type(err).__name__
 
 
 def weights_of(checkpoint: Mapping[str, Any], weights: str, source: str) -> tuple[dict[str, torch.Tensor], int]:
@@ -323,58 +243,6 @@ def map_weights(state: Mapping[str, torch.Tensor], config: DenoiserConfig, sourc
             raise ValueError(f"{source}: {ref!r} is not a floating-point tensor")
         out[ours] = transform(value.float()).contiguous()
     return out
-
-
-def stage_from(settings: Mapping[str, Any] | None, name: str) -> str:
-    """The stage of a reference model: from its YAML when given, else from the checkpoint's file stem."""
-    if settings:
-        sc = float(settings.get("self_cond_prob", 0.5)) > 0
-        if settings.get("cdeq_enabled"):
-            return "fixed-point"
-        if settings.get("elfmap_enabled"):
-            return "flow-map" if sc else "flow-map-nosc"
-        return "teacher" if sc else "teacher-nosc"
-    stem = Path(name).stem.lower().replace("-", "_")
-    if stem in STAGE_OF_FILE:
-        return STAGE_OF_FILE[stem]
-    raise ValueError(f"{name}: cannot tell the stage from the file name (known: "
-                     f"{', '.join(f'{k}.ckpt' for k in STAGE_OF_FILE)}); pass --config REFERENCE.yml or --stage")
-
-
-def read_settings(path: str | Path | None) -> dict[str, Any]:
-    """The reference's training YAML as a dict (``{}`` without one)."""
-    if path is None:
-        return {}
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such reference config file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not a readable YAML file ({_first_line(err)})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of settings, found a {type(data).__name__}")
-    return data
-
-
-def merged_settings(settings: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """The paper's defaults overlaid with ``settings``; each value read here is type-checked."""
-    merged = dict(PAPER_DEFAULTS)
-    merged.update({k: v for k, v in settings.items() if k in PAPER_DEFAULTS and v is not None})
-    for key, value in merged.items():
-        if key in ("encoder_model_name",):
-            ok = isinstance(value, str) and value
-        elif key == "feature_layer":
-            ok = value == "last" or (isinstance(value, int) and not isinstance(value, bool))
-        elif key == "max_length":
-            ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
-        else:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not ok:
-            raise ValueError(f"{source}: setting {key}: {value!r} is not valid")
-    return merged
 
 
 def import_reference(path: str | Path, *, config_path: str | Path | None = None, weights: str = "ema",

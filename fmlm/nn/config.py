@@ -22,7 +22,7 @@ def _is_int(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class DenoiserConfig:
-    """Shapes of the ELF denoiser (METHOD.md section 4).
+    """Shapes of the ELF denoiser (docs/method.md section 4).
 
     The prefix banks come in the order time, guidance, phase, mode; a bank of
     size 0 is absent. The time bank's first half carries the target time t, its

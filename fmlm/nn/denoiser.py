@@ -1,6 +1,6 @@
 """The ELF denoiser: a bidirectional transformer over [prefix banks, text latents].
 
-Forward pass (METHOD.md section 4; t = 0 pure noise, t = 1 clean data):
+Forward pass (docs/method.md section 4; t = 0 pure noise, t = 1 clean data):
     x      = W_up (W_down (W_sc [z, sc] + b_sc)) + b_up     text tokens (B, L, width);
                                                           without self-conditioning W_sc is absent
     prefix = [time(t | s), guidance(w), phase(tau), mode]  in this order; absent banks are skipped;

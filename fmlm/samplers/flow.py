@@ -1,5 +1,5 @@
 """Euler and SDE-churn samplers of the flow (teacher, no-SC teacher and ELF*).
-METHOD.md sections 6 and 9.
+docs/method.md sections 6 and 9.
 
 At each step k, from ``(z, t_k)`` to ``t_{k+1}``:
 

@@ -1,4 +1,4 @@
-"""Few-step samplers of a two-time flow map (FMLM*, FMLM). METHOD.md section 9.
+"""Few-step samplers of a two-time flow map (FMLM*, FMLM). docs/method.md section 9.
 
 ``flow_map``: ``z_{k+1} = X_{t_k, t_{k+1}}(z_k)
 = (1 - t_{k+1})/(1 - t_k) z_k + (t_{k+1} - t_k)/(1 - t_k) D(z_k, t_k, t_{k+1})``.

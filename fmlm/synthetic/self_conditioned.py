@@ -1,7 +1,7 @@
 """Self-conditioned denoisers with known fixed points, wrapping any exact denoiser ``D*(z, t)``.
 
 A self-conditioned denoiser is called as ``model(z, t, sc)``; for fixed ``(z, t)`` the map
-``F(sc) = model(z, t, sc)`` is the fixed-point iteration of METHOD.md section 6.
+``F(sc) = model(z, t, sc)`` is the fixed-point iteration of docs/method.md section 6.
 
 - linear:    ``F(s) = D* + L (s - D*)``: Lipschitz constant exactly ``L``, fixed point ``D*``
 - nonlinear: ``F(s) = D* + L Q^T tanh(Q (s - D*))`` with ``Q`` orthogonal (acting on the last

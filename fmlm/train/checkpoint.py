@@ -8,6 +8,7 @@ A checkpoint folder holds::
     denoiser.json       the network's DenoiserConfig
     meta.json           stage name, step, total steps, completion flag, stage config
     optim.pt            optimiser state dicts (loaded with weights_only=True)
+    log_window.json     the metrics averaged since the last logged step (optional; see save_checkpoint)
 
 Folders are written next to their final place and renamed into it, so an
 interrupted save never leaves a half-written checkpoint behind.
@@ -25,7 +26,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from fmlm.config import from_dict, to_dict
+from fmlm.config import ConfigError, from_dict, to_dict
+from fmlm.files import read_json_dict
 from fmlm.nn.config import DenoiserConfig
 from fmlm.nn.denoiser import Denoiser
 
@@ -52,8 +54,12 @@ def save_checkpoint(
     ema: nn.Module,
     optimizers: list[torch.optim.Optimizer],
     meta: CheckpointMeta,
+    log_window: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint atomically to ``folder`` (replacing an older one there)."""
+    """Write a checkpoint atomically to ``folder`` (replacing an older one there).
+
+    ``log_window`` (any JSON object) is the training loop's partial metrics window, stored as
+    ``log_window.json`` so a resumed run logs what the uninterrupted one would."""
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".tmp")
     old = folder.with_name(folder.name + ".old")
@@ -64,6 +70,8 @@ def save_checkpoint(
     (tmp / "denoiser.json").write_text(json.dumps(to_dict(model.config), indent=2, sort_keys=True))
     (tmp / "meta.json").write_text(json.dumps(to_dict(meta), indent=2, sort_keys=True))
     torch.save({"optimizers": [opt.state_dict() for opt in optimizers]}, tmp / "optim.pt")
+    if log_window is not None:
+        (tmp / LOG_WINDOW_FILE).write_text(json.dumps(log_window))
     shutil.rmtree(old, ignore_errors=True)
     if folder.exists():
         folder.rename(old)
@@ -100,12 +108,32 @@ def newest_checkpoint(folder: str | Path) -> Path | None:
     return tmp if tmp.is_dir() else old
 
 
+LOG_WINDOW_FILE = "log_window.json"
+
+
 def read_meta(folder: str | Path) -> CheckpointMeta:
-    """The checkpoint's ``meta.json``; a one-line ValueError if the folder is not a checkpoint."""
+    """The checkpoint's ``meta.json``, checked: a one-line ValueError naming the file if the folder is
+    not a checkpoint, the file is not a JSON object of ``CheckpointMeta`` fields, the stage is empty,
+    or the step is not within 0..total_steps."""
     path = Path(folder) / "meta.json"
     if not path.is_file():
         raise ValueError(f"{folder} is not a checkpoint (no meta.json)")
-    return from_dict(CheckpointMeta, json.loads(path.read_text()))
+    try:
+        meta = from_dict(CheckpointMeta, read_json_dict(path))
+    except ConfigError as err:
+        raise ValueError(f"{path}: {err}".splitlines()[0]) from None
+    if not meta.stage:
+        raise ValueError(f"{path}: the stage name is empty")
+    if not 0 <= meta.step <= meta.total_steps:
+        raise ValueError(f"{path}: step {meta.step} is outside 0..{meta.total_steps} (its total_steps)")
+    return meta
+
+
+def read_log_window(folder: str | Path) -> dict[str, Any]:
+    """The partial metrics window saved with the checkpoint ({} for a checkpoint without one); a
+    one-line ValueError naming the file if it is not a JSON object."""
+    path = Path(folder) / LOG_WINDOW_FILE
+    return read_json_dict(path) if path.is_file() else {}
 
 
 def read_denoiser_config(folder: str | Path) -> DenoiserConfig:

@@ -12,7 +12,15 @@ over processes x accumulation steps) draws its noise from a generator seeded
 by (seed, n, j), and whether step n is a decoder step is a function of
 (seed, n). Hence a resumed run repeats the uninterrupted run exactly, and N
 processes give the same averaged gradient as one process accumulating the
-same N micro-batches.
+same N micro-batches. A checkpoint also keeps the metrics averaged since the
+last logged step (``LogWindow``), so the resumed ``metrics.jsonl`` equals the
+uninterrupted one whatever ``checkpoint_every`` and ``log_every`` are.
+
+Stopping: SIGTERM or SIGINT during the loop (``fmlm.train.signals``) lets the
+current optimiser step finish; then every process agrees on that step, a
+checkpoint is saved there, one line goes to stderr and ``TrainingInterrupted``
+(exit status 128 + the signal number) is raised. Running the same command again
+continues from that step.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +36,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
@@ -34,9 +44,10 @@ from tqdm.auto import tqdm
 from fmlm.config import require
 from fmlm.losses.common import Batch, StageLoss
 from fmlm.train import checkpoint as ckpt
-from fmlm.train.distributed import DistInfo, all_reduce_mean, barrier
+from fmlm.train.distributed import DistInfo, barrier
 from fmlm.train.ema import EMA
 from fmlm.train.optim import OptimConfig, build_optimizers, lr_at, set_lr
+from fmlm.train.signals import StopSignals, TrainingInterrupted, agreed_signal, signal_name
 
 
 @dataclass(frozen=True)
@@ -146,6 +157,96 @@ def _truncate_metrics(path: Path, last_step: int) -> None:
     tmp.replace(path)
 
 
+def _all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
+    """Sum of ``value`` over all processes (identity without a process group)."""
+    if dist.is_initialized():
+        value = value.clone()
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return value
+
+
+def _all_gather(value: torch.Tensor) -> list[torch.Tensor]:
+    """``value`` of every process, by rank (``[value]`` without a process group)."""
+    if not dist.is_initialized():
+        return [value]
+    out = [torch.empty_like(value) for _ in range(dist.get_world_size())]
+    dist.all_gather(out, value)
+    return out
+
+
+def _share(rows: list[list], rank: int, world_size: int) -> list:
+    """Process ``rank``'s row of a table saved with one row per process: its own row when the table
+    has ``world_size`` rows; otherwise process 0 takes the column sums and the others zeros."""
+    if len(rows) == world_size:
+        return rows[rank]
+    columns = [sum(column) for column in zip(*rows)]
+    return columns if rank == 0 else [0 * c for c in columns]
+
+
+class LogWindow:
+    """The metrics of the optimiser steps since the last logged one, on this process.
+
+    Per key a running sum (added in step order) and a count; the logged value of a key is the sum
+    over all processes divided by the count over all processes. ``state`` / ``restore`` carry a
+    window through a checkpoint: restored under the same world size, each process continues its own
+    sums, so the resumed log equals the uninterrupted one bit for bit."""
+
+    def __init__(self, steps: int = 0, elapsed_s: float = 0.0) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self.steps = steps  # optimiser steps in the window, restored ones included
+        self.timed = 0  # steps since ``started`` (for the throughput)
+        self.started = time.perf_counter()
+        self.elapsed_before = elapsed_s  # training time of the calls before this one (restored)
+
+    def add(self, values: dict[str, float]) -> None:
+        """Add one micro-batch's metrics."""
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def _local(self, device: torch.device) -> torch.Tensor:
+        values = [*self.sums.values(), *map(float, self.counts.values())]
+        return torch.tensor(values, dtype=torch.float64, device=device)
+
+    def means(self, device: torch.device) -> dict[str, float]:
+        """Per key the mean over every process's values (one all-reduce; all processes hold the same keys)."""
+        total = _all_reduce_sum(self._local(device)).tolist()
+        n = len(self.sums)
+        return {key: total[i] / total[n + i] for i, key in enumerate(self.sums)}
+
+    def state(self, device: torch.device, elapsed_s: float) -> dict[str, Any]:
+        """The window as a JSON object, with the sums and counts of every process (a collective)."""
+        n = len(self.sums)
+        rows = [row.tolist() for row in _all_gather(self._local(device))] if n else []
+        return {"keys": list(self.sums), "steps": self.steps, "elapsed_s": elapsed_s,
+                "sums": [row[:n] for row in rows], "counts": [[int(c) for c in row[n:]] for row in rows]}
+
+    @classmethod
+    def restore(cls, state: dict[str, Any], rank: int, world_size: int, where: str) -> LogWindow:
+        """The window ``state`` describes ({}: an empty one). Under the world size that saved it each
+        process takes its own sums; under another, process 0 takes them all (the same means up to
+        rounding). A malformed state is a one-line ValueError naming ``where``."""
+        if not state:
+            return cls()
+        try:
+            keys, sums, counts = list(state["keys"]), state["sums"], state["counts"]
+            window = cls(int(state["steps"]), float(state["elapsed_s"]))
+            if not all(len(row) == len(keys) for row in [*sums, *counts]) or len(sums) != len(counts):
+                raise ValueError("rows of unequal length")
+            window.sums = {str(k): float(v) for k, v in zip(keys, _share(sums, rank, world_size))}
+            window.counts = {str(k): int(c) for k, c in zip(keys, _share(counts, rank, world_size))}
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise ValueError(f"{where}: not a metrics window saved by this loop ({err})".splitlines()[0]) from None
+        return window
+
+
+def _interrupted(signum: int, step: int, total: int, folder: Path) -> TrainingInterrupted:
+    """The exception (and its one line) of a run stopped by ``signum`` after saving at ``step``."""
+    return TrainingInterrupted(signum, f"stopped by {signal_name(signum)} at step {step} of {total}; "
+                                       f"checkpoint saved to {folder}; run the same command again to continue")
+
+
 def train(
     model: nn.Module,
     loss_fn: StageLoss,
@@ -162,7 +263,10 @@ def train(
     """Train ``model`` with ``loss_fn`` on ``rows``; resume from ``run_dir/checkpoint`` if present.
 
     Returns the checkpoint folder. A finished checkpoint of the same stage is
-    reused as it is; one of another stage is refused.
+    reused as it is; one of another stage, or one whose meta.json or metrics window
+    does not read, is refused before anything is written. SIGTERM / SIGINT during the
+    loop save a checkpoint at the step being trained and raise ``TrainingInterrupted``
+    (a ``SystemExit`` with status 128 + the signal number) after printing one line to stderr.
     """
     run_dir = Path(run_dir)
     folder = run_dir / "checkpoint"
@@ -173,6 +277,7 @@ def train(
     optimizers = build_optimizers(model, cfg.optim)
     ema = EMA(model, cfg.optim.ema_decay, cfg.optim.ema_warmup)
     start = 0
+    window = LogWindow()
     if dist_info.is_main:
         ckpt.recover_checkpoint(folder)
     barrier()
@@ -180,6 +285,8 @@ def train(
         meta = ckpt.require_stage(folder, (stage,), complete=False)
         if meta.complete and meta.step >= sched.total_steps:
             return folder
+        window = LogWindow.restore(ckpt.read_log_window(folder), dist_info.rank, dist_info.world_size,
+                                   str(folder / ckpt.LOG_WINDOW_FILE))
         ckpt.load_weights(model, folder, "model")
         ckpt.load_weights(ema.module, folder, "ema")
         ckpt.load_optimizers(optimizers, folder)
@@ -195,64 +302,74 @@ def train(
     peak = cfg.optim.peak_lr(cfg.global_batch)
     tokens_per_step = cfg.global_batch * int(rows.meta["row_len"])
 
+    def elapsed() -> float:
+        return window.elapsed_before + time.perf_counter() - t_start
+
     def save(step: int) -> None:
+        log_window = window.state(device, elapsed())  # a collective: every process takes part
         if dist_info.is_main:
             meta = ckpt.CheckpointMeta(stage, step, sched.total_steps, step >= sched.total_steps, stage_config, data_info)
-            ckpt.save_checkpoint(folder, model, ema.module, optimizers, meta)
+            ckpt.save_checkpoint(folder, model, ema.module, optimizers, meta, log_window)
         barrier()
 
     bar = tqdm(
         total=sched.total_steps, initial=start, desc=f"train {stage}", unit="step",
         disable=not (progress and dist_info.is_main), dynamic_ncols=True,
     )
-    window: dict[str, list[float]] = {}
-    t_window = time.perf_counter()
-    t_start = time.perf_counter()
+    t_start = window.started = time.perf_counter()
     model.train()
     try:
-        for step in range(start, sched.total_steps):
-            lr = lr_at(step, peak, sched.warmup_steps, sched.total_steps, sched.decay_steps)
-            set_lr(optimizers, lr)
-            decoder_step = is_decoder_step(cfg.seed, step, loss_fn.decoder_prob)
-            global_rows = step_rows(step, len(rows), cfg.global_batch, cfg.seed)
-            for a in range(sched.accumulation):
-                j = dist_info.rank * sched.accumulation + a
-                batch = fetch_batch(rows, global_rows[j * sched.micro_batch : (j + 1) * sched.micro_batch], device)
-                gen = micro_generator(cfg.seed, step, j, device)
-                last = a == sched.accumulation - 1
-                sync = contextlib.nullcontext() if (last or net is model) else net.no_sync()
-                with sync:
-                    with _autocast(device, cfg.precision):
-                        out = loss_fn(net, batch, gen, decoder_step)
-                    (out.loss / sched.accumulation).backward()
-                for k, v in {"loss": float(out.loss.detach()), **out.metrics}.items():
-                    window.setdefault(k, []).append(v)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-            if not math.isfinite(float(grad_norm)):  # the same on every process: gradients are reduced
-                raise FloatingPointError(f"train {stage}: non-finite gradient at step {step + 1} "
-                                         f"(loss {float(out.loss.detach()):.4g}); weights left at the last checkpoint")
-            for opt in optimizers:
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-            ema.update(model)
-            done = step + 1
-            if done % cfg.log_every == 0 or done == sched.total_steps:
-                now = time.perf_counter()
-                record = {k: float(all_reduce_mean(torch.tensor(np.mean(v), device=device))) for k, v in window.items()}
-                n_logged = len(window["loss"]) // sched.accumulation
-                record.update(
-                    step=done, lr=lr, grad_norm=float(grad_norm), decoder_step=decoder_step,
-                    tokens_per_s=tokens_per_step * n_logged / max(now - t_window, 1e-9),
-                    elapsed_s=now - t_start,
-                )
-                if dist_info.is_main:
-                    with metrics_path.open("a") as f:
-                        f.write(json.dumps(record) + "\n")
-                    bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}")
-                window, t_window = {}, now
-            bar.update(1)
-            if done % cfg.checkpoint_every == 0 or done == sched.total_steps:
-                save(done)
+        with StopSignals() as stops:
+            for step in range(start, sched.total_steps):
+                lr = lr_at(step, peak, sched.warmup_steps, sched.total_steps, sched.decay_steps)
+                set_lr(optimizers, lr)
+                decoder_step = is_decoder_step(cfg.seed, step, loss_fn.decoder_prob)
+                global_rows = step_rows(step, len(rows), cfg.global_batch, cfg.seed)
+                for a in range(sched.accumulation):
+                    j = dist_info.rank * sched.accumulation + a
+                    batch = fetch_batch(rows, global_rows[j * sched.micro_batch : (j + 1) * sched.micro_batch], device)
+                    gen = micro_generator(cfg.seed, step, j, device)
+                    last = a == sched.accumulation - 1
+                    sync = contextlib.nullcontext() if (last or net is model) else net.no_sync()
+                    with sync:
+                        with _autocast(device, cfg.precision):
+                            out = loss_fn(net, batch, gen, decoder_step)
+                        (out.loss / sched.accumulation).backward()
+                    window.add({"loss": float(out.loss.detach()), **out.metrics})
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+                if not math.isfinite(float(grad_norm)):  # the same on every process: gradients are reduced
+                    raise FloatingPointError(f"train {stage}: non-finite gradient at step {step + 1} "
+                                             f"(loss {float(out.loss.detach()):.4g}); weights left at the last checkpoint")
+                for opt in optimizers:
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+                ema.update(model)
+                done = step + 1
+                window.steps += 1
+                window.timed += 1
+                stop = agreed_signal(stops.received, device)  # every process stops at the same step
+                if done % cfg.log_every == 0 or done == sched.total_steps:
+                    now = time.perf_counter()
+                    record = window.means(device)
+                    record.update(
+                        step=done, lr=lr, grad_norm=float(grad_norm), decoder_step=decoder_step,
+                        tokens_per_s=tokens_per_step * window.timed / max(now - window.started, 1e-9),
+                        elapsed_s=elapsed(),
+                    )
+                    if dist_info.is_main:
+                        with metrics_path.open("a") as f:
+                            f.write(json.dumps(record) + "\n")
+                        bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_s']:.0f}")
+                    window = LogWindow(elapsed_s=window.elapsed_before)
+                bar.update(1)
+                if stop or done % cfg.checkpoint_every == 0 or done == sched.total_steps:
+                    save(done)  # a further signal meanwhile is only recorded: the save runs to its end
+                if stop:
+                    bar.close()
+                    interrupted = _interrupted(stop, done, sched.total_steps, folder)
+                    if dist_info.is_main:
+                        print(interrupted.message, file=sys.stderr, flush=True)
+                    raise interrupted
     finally:
         bar.close()
     return folder

@@ -1,4 +1,4 @@
-"""Optimisers and the learning-rate schedule (METHOD.md section 10).
+"""Optimisers and the learning-rate schedule (docs/method.md section 10).
 
 Muon (``torch.optim.Muon``) updates the 2-D weight matrices of the transformer
 blocks; AdamW (betas 0.9, 0.95) updates everything else (input and output

@@ -8,6 +8,7 @@ import torch
 
 from fmlm.evaluation import evaluator as evaluator_module
 from fmlm.evaluation.evaluator import boundary_tokens, load_evaluator, save_converted
+from tests.data.conftest import tiny_gpt2  # noqa: F401  (fixture)
 from tests.evaluation.conftest import CONTEXT, END_TOKEN, SEPARATOR, build_model, build_tokenizer
 
 
@@ -102,3 +103,27 @@ def test_save_converted_keeps_a_finished_copy(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["converted"]
     ev = load_evaluator(str(tmp_path / "converted"), cache_dir=tmp_path)
     assert torch.equal(ev.model.lm_head.weight, first.lm_head.weight)
+
+
+class _WritesMarker:
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_pickle_in_an_evaluator_folder_is_refused_in_one_line(tmp_path, tiny_gpt2):
+    import shutil
+
+    import torch
+
+    folder = tmp_path / "evaluator"
+    shutil.copytree(tiny_gpt2, folder)
+    (folder / "model.safetensors").unlink()
+    torch.save({"w": _WritesMarker(tmp_path / "marker")}, folder / "pytorch_model.bin")
+    with pytest.raises(ValueError) as err:
+        load_evaluator(str(folder), cache_dir=tmp_path / "cache")
+    message = str(err.value)
+    assert "\n" not in message and "refused" in message and "open" in message
+    assert "weights_only" not in message and not (tmp_path / "marker").exists()

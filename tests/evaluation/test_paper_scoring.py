@@ -29,6 +29,8 @@ try:
 except ValueError as err:  # openai-whisper not installed: no offline GPT-2 tokenizer
     pytest.skip(f"GPT-2 ranks file absent ({err})", allow_module_level=True)
 
+from tests.data.conftest import _one_thread  # noqa: E402,F401  (autouse: tiny models run on one thread)
+
 EOS = 50256
 CONTEXT = 64
 TEXTS = [
@@ -41,12 +43,6 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

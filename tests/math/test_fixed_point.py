@@ -59,7 +59,7 @@ def test_anderson_rows_are_independent():
 
 
 def test_anderson_relative_regularisation_reproduces_the_measured_example():
-    """METHOD.md section 6: 6-d linear contractions with L = 0.6 and 8 evaluations of F.
+    """docs/method.md section 6: 6-d linear contractions with L = 0.6 and 8 evaluations of F.
 
     The note's single example measured Picard 4.2e-5, relative-lam Anderson 6.8e-6 and absolute-lam
     Anderson 2.0e-4. Its matrix is not recorded, so this test draws 256 such contractions

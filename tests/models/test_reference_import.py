@@ -13,7 +13,8 @@ import yaml
 
 from fmlm.cli import main
 from fmlm.models import load_model, read_info
-from fmlm.models.reference import import_reference, load_reference_file, rotary_permutation
+from fmlm.models.reference import import_reference, rotary_permutation
+from fmlm.models.safe_load import load_reference_file
 from fmlm.nn.rotary import apply_rotary, rotary_tables
 from tests.models.reference_layout import lightning_checkpoint, reference_state
 

@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from fmlm.models import import_checkpoint, load_model
-from fmlm.models import released as rel
+from fmlm.experiment import released as rel
+from fmlm.experiment import shards
 from tests.models.reference_layout import lightning_checkpoint, reference_state
 
 pytest.importorskip("fmlm.data.gpt2")
@@ -91,14 +92,14 @@ def read_jsonl(path: Path) -> list[dict]:
 
 @pytest.mark.parametrize(("n", "world"), [(1, 1), (3, 2), (1, 2), (7, 3), (8, 4), (1024, 8)])
 def test_shards_are_contiguous_and_cover_every_index_once(n, world):
-    parts = [rel.shard_range(n, r, world) for r in range(world)]
+    parts = [shards.shard_range(n, r, world) for r in range(world)]
     assert [i for p in parts for i in p] == list(range(n))
     sizes = [len(p) for p in parts]
     assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True) and sizes[0] >= 1
     with pytest.raises(ValueError, match="^rank:"):
-        rel.shard_range(n, world, world)
+        shards.shard_range(n, world, world)
     with pytest.raises(ValueError, match="^n:"):
-        rel.shard_range(0, 0, world)
+        shards.shard_range(0, 0, world)
 
 
 def test_settings_are_the_stored_paper_settings(assets):
@@ -125,10 +126,10 @@ def test_one_or_two_shards_give_the_same_sample_set(assets, tmp_path, stage, nam
     for world in (1, 2):
         run = tmp_path / f"world{world}"
         for rank in range(world):
-            shard = rel.sample_shard(pretrained, sampler, n, rank, world, length=6, progress=False)
-            assert shard.indices == list(rel.shard_range(n, rank, world))
-            rel.write_shard(run, "x", rank, shard)
-        merged[world] = rel.merge_shards(run, "x", world, n)
+            shard = shards.sample_shard(pretrained, sampler, n, rank, world, length=6, progress=False)
+            assert shard.indices == list(shards.shard_range(n, rank, world))
+            shards.write_shard(run, "x", rank, shard)
+        merged[world] = shards.merge_shards(run, "x", world, n)
         assert not list((run / "eval").glob("*.rank*"))
         assert read_jsonl(run / "eval" / "x.jsonl") == merged[world]
     assert [r["index"] for r in merged[2]] == list(range(n))
@@ -137,17 +138,17 @@ def test_one_or_two_shards_give_the_same_sample_set(assets, tmp_path, stage, nam
 
 
 def test_merge_refuses_a_missing_or_incomplete_shard(tmp_path):
-    rel.write_shard(tmp_path, "x", 0, rel.Shard([0, 1], ["a", "b"], 2, 0.1))
+    shards.write_shard(tmp_path, "x", 0, shards.Shard([0, 1], ["a", "b"], 2, 0.1))
     with pytest.raises(ValueError, match="x.rank1.jsonl: missing"):
-        rel.merge_shards(tmp_path, "x", 2, 3)
-    rel.write_shard(tmp_path, "x", 1, rel.Shard([], [], 0, 0.0))
+        shards.merge_shards(tmp_path, "x", 2, 3)
+    shards.write_shard(tmp_path, "x", 1, shards.Shard([], [], 0, 0.0))
     with pytest.raises(ValueError, match="not exactly 0..2"):
-        rel.merge_shards(tmp_path, "x", 2, 3)
+        shards.merge_shards(tmp_path, "x", 2, 3)
     assert (tmp_path / "eval" / "x.rank0.jsonl").is_file()  # nothing removed on failure
     # a shard left by an earlier, killed run on more processes is removed with the merged ones
-    rel.write_shard(tmp_path, "x", 1, rel.Shard([2], ["c"], 2, 0.1))
-    rel.write_shard(tmp_path, "x", 3, rel.Shard([9], ["stale"], 2, 0.1))
-    assert [r["text"] for r in rel.merge_shards(tmp_path, "x", 2, 3)] == ["a", "b", "c"]
+    shards.write_shard(tmp_path, "x", 1, shards.Shard([2], ["c"], 2, 0.1))
+    shards.write_shard(tmp_path, "x", 3, shards.Shard([9], ["stale"], 2, 0.1))
+    assert [r["text"] for r in shards.merge_shards(tmp_path, "x", 2, 3)] == ["a", "b", "c"]
     assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == ["x.jsonl"]
 
 

@@ -64,3 +64,10 @@ def test_paper_preset_runs_all_stages_at_tiny_size(tmp_path, text_folder, tiny_g
     (unfinished / "meta.json").write_text(json.dumps({**meta, "complete": False}))
     assert main(["export", str(unfinished), "--out", str(tmp_path / "nope")]) == 2
     assert not (tmp_path / "nope").exists()
+    # A sampler that does not fit the checkpoint is refused before sampling.
+    base = ["sample", "--run-dir", str(run), "--n", "1", "--device", "cpu", "--out", str(tmp_path / "x.jsonl")]
+    assert main([*base, "--stage", "teacher", "--checkpoint", str(run / "stages" / "flow-map" / "checkpoint")]) == 2
+    assert main([*base, "--stage", "flow-map", "--checkpoint", str(run / "stages" / "teacher" / "checkpoint")]) == 2
+    assert main([*base, "--stage", "teacher", "kind=ctm"]) == 2
+    assert main([*base, "--stage", "flow-map", "kind=sde"]) == 2
+    assert not (tmp_path / "x.jsonl").exists()

@@ -6,11 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from reports import build_report
-from reports.__main__ import main
-from reports.build import PLOTS, TABLES
-from reports.plots import ppl_vs_entropy
-from reports.summary import summarize
+from fmlm.reports import build_report
+from fmlm.reports.__main__ import main
+from fmlm.reports.aggregate import summarize
+from fmlm.reports.build import PLOTS, TABLES
+from fmlm.reports.plots import ppl_vs_entropy
 from tests.reports.fake_run import full_records, record, write_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,7 +72,7 @@ def test_stale_plot_is_removed(tmp_path):
 
 
 def test_sweep_plot_lists_points_it_cannot_draw(tmp_path):
-    from reports.loading import load_results
+    from fmlm.reports.loading import load_results
 
     recs = [record("flow-map", 1, p, 5.0, w=w, sweep="w") for w, p in ((1.0, 90.0), (3.0, float("inf")))]
     summary = summarize(load_results(write_run(tmp_path / "run", recs)))
@@ -82,7 +82,7 @@ def test_sweep_plot_lists_points_it_cannot_draw(tmp_path):
 
 
 def test_cli_bad_folder_exits_2_with_one_line(tmp_path):
-    proc = _run_python("-m", "reports", str(tmp_path))
+    proc = _run_python("-m", "fmlm.reports", str(tmp_path))
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "not a run folder" in proc.stderr
     assert proc.stdout == ""
@@ -106,9 +106,11 @@ def test_cli_prints_the_report_path(tmp_path, capsys):
 def test_reports_never_imports_torch(tmp_path):
     run = write_run(tmp_path / "run", full_records(), fixed_point=FP)
     code = (
-        "import sys, reports; from pathlib import Path\n"
-        f"path = reports.build_report(Path({str(run)!r}))\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or (m.startswith('fmlm.') and m != 'fmlm.labels'))\n"
+        "import sys, fmlm.reports; from pathlib import Path\n"
+        f"path = fmlm.reports.build_report(Path({str(run)!r}))\n"
+        "ok = {'fmlm', 'fmlm.experiment', 'fmlm.experiment.run_folder', 'fmlm.files'}\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or (m.split('.')[0] == 'fmlm' "
+        "and m not in ok and not m.startswith('fmlm.reports')))\n"
         "print(path); assert not bad, bad\n"
     )
     proc = _run_python("-c", code)
@@ -135,3 +137,17 @@ def test_mixed_sample_counts_are_noted(tmp_path):
     recs = [record("teacher", 32, 40.0, 5.3, seed=0), {**record("teacher", 32, 50.0, 5.3, seed=1), "n_samples": 64}]
     text = build_report(write_run(tmp_path / "run", recs)).read_text()
     assert "averages records of different sample counts" in text
+
+
+def test_fmlm_report_is_the_same_command(tmp_path, capsys):
+    from fmlm.cli import main as fmlm_main
+
+    run = write_run(tmp_path / "run", [record("teacher", 32, 40.0, 5.3)], metrics=False)
+    (tmp_path / "empty").mkdir()
+    for argv, code in (([str(run), "--out", str(tmp_path / "o")], 0), ([str(tmp_path / "empty")], 2)):
+        results = []
+        for command in (main, lambda a: fmlm_main(["report", *a])):
+            exit_code = command(argv)
+            captured = capsys.readouterr()
+            results.append((exit_code, captured.out, captured.err))
+        assert results[0] == results[1] and results[0][0] == code, results

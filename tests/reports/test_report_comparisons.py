@@ -6,10 +6,10 @@ import math
 
 import pytest
 
-from reports.comparisons import (FAIL, NOT_MEASURED, PASS, compare, comparisons_markdown, entropy_close, lower,
+from fmlm.reports.comparisons import (FAIL, NOT_MEASURED, PASS, compare, comparisons_markdown, entropy_close, lower,
                                  within_factor)
-from reports.loading import load_results
-from reports.summary import summarize
+from fmlm.reports.aggregate import summarize
+from fmlm.reports.loading import load_results
 from tests.reports.fake_run import full_records, record, write_run
 
 FP_GOOD = {"teacher_first_iterate_dist": 0.5, "student_dist": 0.1, "n_rows": 64}
@@ -82,7 +82,7 @@ def test_several_headline_settings_are_all_checked(tmp_path):
 
 
 def test_closer_rule_both_outcomes():
-    from reports.comparisons import closer
+    from fmlm.reports.comparisons import closer
 
     assert closer(4.0, 0.5, 4.2) == "PASS"
     assert closer(0.5, 4.0, 4.2) == "FAIL"

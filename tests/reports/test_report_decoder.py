@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from reports.build import build_report
-from fmlm.labels import DECODE_SWEEP
-from reports.decoder import decoder_table
-from reports.loading import load_results
-from reports.summary import NOT_MEASURED
+from fmlm.experiment.run_folder import DECODE_SWEEP
+from fmlm.reports.build import build_report
+from fmlm.reports.decoder import decoder_table
+from fmlm.reports.formatting import NOT_MEASURED
+from fmlm.reports.loading import load_results
 from tests.reports.fake_run import full_records, markdown_rows, record, write_run
 
 

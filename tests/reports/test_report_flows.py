@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from reports.build import build_report
-from reports.flows import NOT_MEASURED, flows_table
-from reports.loading import load_results
-from reports.summary import summarize
+from fmlm.reports.aggregate import summarize
+from fmlm.reports.build import build_report
+from fmlm.reports.flows import NOT_MEASURED, flows_table
+from fmlm.reports.loading import load_results
 from tests.reports.fake_run import full_records, markdown_rows, record, write_run
 
 ODE = [

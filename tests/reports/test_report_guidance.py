@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from reports.build import build_report
-from reports.guidance import NOT_MEASURED, guidance_table
-from reports.loading import load_guidance
+from fmlm.reports.build import build_report
+from fmlm.reports.guidance import NOT_MEASURED, guidance_table
+from fmlm.reports.loading import load_guidance
 from tests.reports.fake_run import full_records, markdown_rows, write_run
 
 GUIDANCE = {"w": 5.0, "n_rows": 4, "by_t": [{"t": 0.1, "response": 0.003, "target": 0.032, "ratio": 0.09375},

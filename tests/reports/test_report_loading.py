@@ -8,7 +8,7 @@ import math
 import pytest
 from tests.reports.fake_run import full_records, record, write_run
 
-from reports.loading import RESULT_COLUMNS, RunFolderError, load_results, load_stage_metrics
+from fmlm.reports.loading import RESULT_COLUMNS, RunFolderError, load_results, load_stage_metrics
 
 
 def test_load_results_reads_every_record(tmp_path):
@@ -117,7 +117,7 @@ def test_unreadable_stage_metrics_file_is_a_note(tmp_path):
 
 
 def test_grid_separates_settings(tmp_path):
-    from reports.summary import summarize
+    from fmlm.reports.aggregate import summarize
 
     recs = [{**record("teacher", 4, 10.0, 5.0, seed=0), "grid": "quantile"},
             {**record("teacher", 4, 30.0, 5.0, seed=1), "grid": "uniform"}]

@@ -7,8 +7,9 @@ import math
 import pytest
 from tests.reports.fake_run import full_records, record, write_run
 
-from reports.loading import load_results
-from reports.summary import fmt_num, fmt_ppl_entropy, headline, mean_std, summarize
+from fmlm.reports.aggregate import headline, mean_std, summarize
+from fmlm.reports.formatting import fmt_num, fmt_ppl_entropy
+from fmlm.reports.loading import load_results
 
 
 def test_mean_and_sample_std_over_seeds(tmp_path):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from reports.loading import load_results
-from reports.paper import PAPER_GEN_PPL_ENTROPY
-from reports.summary import summarize
-from reports.tables import NOT_MEASURED, cost_table, main_table, sc_table, side_table
+from fmlm.reports.aggregate import summarize
+from fmlm.reports.loading import load_results
+from fmlm.reports.paper import PAPER_GEN_PPL_ENTROPY
+from fmlm.reports.tables import NOT_MEASURED, cost_table, main_table, sc_table, side_table
 from tests.reports.fake_run import full_records, markdown_rows, record, write_run
 
 MEASURED = ("measured: FMLM (flow-map-nosc)", "measured: FMLM* (flow-map)")

@@ -55,7 +55,7 @@ def test_euler_with_the_exact_denoiser_reaches_the_data():
 
 
 def test_sde_without_churn_is_euler():
-    # With churn > 0 the SDE sampler is not distribution-preserving even for the exact denoiser: METHOD.md's
+    # With churn > 0 the SDE sampler is not distribution-preserving even for the exact denoiser: docs/method.md's
     # churn adds noise of std lam sqrt(alpha^2 (1-t)^2 + (1-alpha)^2) < lam (1 - t_b) (see README).
     model = OracleNet(gaussian())
     euler = run(model, SamplerConfig(flow=FLOW, kind="euler", steps=6, sc_mode="none"))

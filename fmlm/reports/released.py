@@ -10,7 +10,7 @@ Cells are gen PPL / entropy of this run's samples under three scorings of the sa
 - project framing: this project's ``[start] + text + [end]`` scoring of each text on its own;
 
 then samples scored of samples drawn (paper scoring) and the "paper (quoted)" column from
-``reports.paper`` ('-' where the paper prints no number: ELF and ELF* at 32 steps are not in its
+``fmlm.reports.paper`` ('-' where the paper prints no number: ELF and ELF* at 32 steps are not in its
 few-step table). Measured and quoted numbers are never in the same column.
 """
 
@@ -21,9 +21,10 @@ from typing import Any
 
 import pandas as pd
 
-from reports.loading import MODEL_LABELS
-from reports.paper import PAPER_SOURCE, quoted_cell
-from reports.summary import fmt_num, fmt_setting, fmt_stat, markdown_table, mean_std, summarize
+from fmlm.experiment.run_folder import MODEL_LABELS
+from fmlm.reports.aggregate import mean_std, summarize
+from fmlm.reports.formatting import fmt_num, fmt_setting, fmt_stat, markdown_table
+from fmlm.reports.paper import PAPER_SOURCE, quoted_cell
 
 PAPER_SCORING = "paper"
 """The ``scoring`` value of a record whose gen_ppl / entropy follow the paper's metric code."""

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from fmlm.labels import DECODE_SWEEP
-from reports.loading import MODEL_LABELS
-from reports.summary import NOT_MEASURED, fmt_num, markdown_table
+from fmlm.experiment.run_folder import DECODE_SWEEP, MODEL_LABELS
+from fmlm.reports.formatting import NOT_MEASURED, fmt_num, markdown_table
 
 def _row(decoder: str, accuracy: str, record: pd.Series) -> dict[str, str]:
     return {"decoder": decoder, "token accuracy": accuracy, "gen PPL": fmt_num(record["gen_ppl"]),

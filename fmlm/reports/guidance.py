@@ -2,7 +2,7 @@
 
 Per flow time t: how far the teacher's output moves when w goes from 1 to the
 flow maps' w ("response"), against the move the guided training target asks
-for ("target", METHOD.md section 5). A ratio near 1 means the guidance tokens
+for ("target", docs/method.md section 5). A ratio near 1 means the guidance tokens
 do what they were trained for; near 0, the teacher ignores w, and so do ELF*
 and FMLM* sampled with it.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reports.summary import NOT_MEASURED, fmt_num, markdown_table
+from fmlm.reports.formatting import NOT_MEASURED, fmt_num, markdown_table
 
 
 def guidance_table(guidance: dict[str, Any] | None) -> str:

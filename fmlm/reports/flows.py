@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from fmlm.labels import ODE_SWEEP
-from reports.loading import MODEL_LABELS
-from reports.summary import NOT_MEASURED, fmt_num, fmt_ppl_entropy, fmt_setting, headline, markdown_table
+from fmlm.experiment.run_folder import MODEL_LABELS, ODE_SWEEP
+from fmlm.reports.aggregate import headline
+from fmlm.reports.formatting import NOT_MEASURED, fmt_num, fmt_ppl_entropy, fmt_setting, markdown_table
 
 SOURCES = (("flow-map", "fixed-point"), ("flow-map-nosc", "teacher-nosc"))
 """(flow map, the model whose ODE it distils)."""

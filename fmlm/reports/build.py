@@ -13,17 +13,19 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from reports.comparisons import compare, comparisons_markdown
-from reports.decoder import decoder_table
-from reports.files import write_text_atomic
-from reports.flows import flows_table
-from reports.guidance import guidance_table
-from reports.loading import (MODEL_LABELS, check_run_folder, load_experiment, load_fixed_point, load_guidance,
-                             load_results, load_stage_metrics, load_timing)
-from reports.plots import ppl_vs_entropy, ppl_vs_steps, training_curves
-from reports.released import released_table
-from reports.summary import fmt_num, missing, steps_text, summarize
-from reports.tables import cost_table, main_table, sc_table
+from fmlm.experiment.run_folder import MODEL_LABELS, REPORT_DIR, RESULTS_FILE
+from fmlm.files import write_text_atomic
+from fmlm.reports.aggregate import summarize
+from fmlm.reports.comparisons import compare, comparisons_markdown
+from fmlm.reports.decoder import decoder_table
+from fmlm.reports.flows import flows_table
+from fmlm.reports.formatting import fmt_num, missing, steps_text
+from fmlm.reports.guidance import guidance_table
+from fmlm.reports.loading import (load_experiment, load_fixed_point, load_guidance, load_results, load_stage_metrics,
+                                  load_timing, require_run_folder)
+from fmlm.reports.plots import ppl_vs_entropy, ppl_vs_steps, training_curves
+from fmlm.reports.released import released_table
+from fmlm.reports.tables import cost_table, main_table, sc_table
 
 TABLES = {
     "main_table.md": "Main table: gen PPL / entropy",
@@ -166,8 +168,8 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
     Returns the path of ``report.md``. Raises ``RunFolderError`` (a ``ValueError``)
     if ``run_dir`` is not a run folder, ``ValueError`` if ``results.jsonl`` is malformed.
     """
-    run = check_run_folder(run_dir)
-    out = Path(out_dir) if out_dir is not None else run / "report"
+    run = require_run_folder(run_dir)
+    out = Path(out_dir) if out_dir is not None else run / REPORT_DIR
     if out.exists() and not out.is_dir():
         raise ValueError(f"out_dir: {out} exists and is not a directory")
     try:
@@ -175,7 +177,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
     except OSError as err:
         raise ValueError(f"out_dir: cannot create {out} ({err.strerror or err})") from None
     notes: list[str] = []
-    if not (run / "results.jsonl").is_file():
+    if not (run / RESULTS_FILE).is_file():
         notes.append("results.jsonl is missing: no evaluation has finished")
     results = load_results(run)
     summary = summarize(results)

@@ -17,10 +17,9 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from fmlm.labels import ODE_SWEEP
-from reports.files import save_figure_atomic
-from reports.loading import MODEL_LABELS
-from reports.summary import fmt_num, missing, steps_text
+from fmlm.experiment.run_folder import MODEL_LABELS, ODE_SWEEP
+from fmlm.files import save_figure_atomic
+from fmlm.reports.formatting import fmt_num, missing, steps_text
 
 SWEEPS = ("w", "gamma")
 

@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fmlm.experiment.run_folder import (EVAL_DIR, EXPERIMENT_FILE, RESULTS_FILE, TIMING_FILE, check_writable_run_dir,
-                                        recorded_ids)
-from fmlm.files import append_jsonl, read_json_dict, read_jsonl, write_json_atomic, write_jsonl_atomic
+from fmlm.experiment.run_folder import (EVAL_DIR, EXPERIMENT_FILE, MODEL_LABELS, RESULTS_FILE, check_writable_run_dir,
+                                        record_id)
+from fmlm.experiment.shards import check_count
 
 PRESET = "released"
 ROLES = {"flow-map": "--flow-map", "teacher": "--teacher", "fixed-point": "--fixed-point"}
@@ -63,24 +63,7 @@ class Setting:
     id: str
 
 
-@dataclass(frozen=True)
-class Shard:
-    """One process's part of a setting's samples."""
-
-    indices: list[int]
-    texts: list[str]
-    nfe: int  # network evaluations per sample (0 for an empty shard)
-    wall_s: float
-
-
 # ---------------------------------------------------------------- checks
-
-
-def check_count(name: str, value: int) -> int:
-    """``value`` when it is an integer >= 1, else a one-line ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
-    return value
 
 
 def check_run_dir(run_dir: Path) -> Path:
@@ -157,7 +140,6 @@ def load_released(folders: dict[str, str | Path | None], device="cpu") -> dict[s
 
 def released_settings(models: dict[str, Any], *, seed: int = 0, batch_size: int = 32) -> list[Setting]:
     """The settings sampled, in table order: FMLM* 1, 2, 4 steps, then ELF 32 and ELF* 32 when given."""
-    from fmlm.experiment.measure import record_id
     from fmlm.models.sample import check_sampler_fits
 
     check_count("batch_size", batch_size)
@@ -174,77 +156,6 @@ def released_settings(models: dict[str, Any], *, seed: int = 0, batch_size: int 
             check_sampler_fits(stage, sampler)
             out.append(Setting(stage, name, sampler, guided, record_id(stage, sampler, guided, None)))
     return out
-
-
-def shard_range(n: int, rank: int, world: int) -> range:
-    """Contiguous indices of ``rank`` among ``world`` processes over ``0 .. n-1``; the first ``n % world``
-    ranges are one longer. Every index lies in exactly one range."""
-    check_count("n", n)
-    check_count("world", world)
-    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world:
-        raise ValueError(f"rank: expected an integer in [0, {world}), got {rank!r}")
-    base, extra = divmod(n, world)
-    start = rank * base + min(rank, extra)
-    return range(start, start + base + (rank < extra))
-
-
-def sample_shard(pretrained, sampler, n: int, rank: int, world: int, *, length: int, device="cpu",
-                 progress: bool = True) -> Shard:
-    """Sample this rank's part of ``n`` samples (no sampling for an empty part)."""
-    from fmlm.models.sample import sample_texts
-
-    part = shard_range(n, rank, world)
-    if len(part) == 0:
-        return Shard([], [], 0, 0.0)
-    samples, texts = sample_texts(pretrained, sampler, len(part), length=length, first_index=part.start,
-                                  device=device, progress=progress)
-    return Shard(list(samples.indices), list(texts), int(samples.nfe), float(samples.wall_s))
-
-
-def shard_path(run_dir: Path, rid: str, rank: int) -> Path:
-    """``RUN/eval/<id>.rank<r>.jsonl``."""
-    return Path(run_dir) / EVAL_DIR / f"{rid}.rank{rank}.jsonl"
-
-
-def samples_path(run_dir: Path, rid: str) -> Path:
-    """``RUN/eval/<id>.jsonl``, the merged per-sample file."""
-    return Path(run_dir) / EVAL_DIR / f"{rid}.jsonl"
-
-
-def write_rows(path: Path, rows: list[dict]) -> Path:
-    """One JSON line per row, through a temporary file and a rename."""
-    return write_jsonl_atomic(path, rows)
-
-
-def write_shard(run_dir: Path, rid: str, rank: int, shard: Shard) -> Path:
-    """This rank's ``{"index", "text", "nfe"}`` lines (an empty file for an empty shard)."""
-    rows = [{"index": i, "text": t, "nfe": shard.nfe} for i, t in zip(shard.indices, shard.texts)]
-    return write_rows(shard_path(run_dir, rid, rank), rows)
-
-
-def read_rows(path: Path) -> list[dict]:
-    """The per-sample lines of ``path``, each checked to hold index, text and nfe (one-line ``ValueError``)."""
-    if not path.is_file():
-        raise ValueError(f"{path}: missing")
-    records, _ = read_jsonl(path, strict=True)
-    for number, row in records:
-        if not {"index", "text", "nfe"} <= set(row):
-            raise ValueError(f"{path}:{number}: expected an object with index, text and nfe")
-    return [row for _, row in records]
-
-
-def merge_shards(run_dir: Path, rid: str, world: int, n: int) -> list[dict]:
-    """Rank 0, after the barrier: the shards of ``rid`` in index order, checked to hold exactly
-    ``0 .. n-1``, written to ``RUN/eval/<id>.jsonl``; every shard file of ``rid`` is then removed."""
-    paths = [shard_path(run_dir, rid, r) for r in range(world)]
-    rows = sorted((row for p in paths for row in read_rows(p)), key=lambda row: row["index"])
-    indices = [row["index"] for row in rows]
-    if indices != list(range(n)):
-        raise ValueError(f"{rid}: the shards hold indices {indices[:5]}..., not exactly 0..{n - 1}")
-    write_rows(samples_path(run_dir, rid), rows)
-    for path in sorted((Path(run_dir) / EVAL_DIR).glob(f"{rid}.rank*.jsonl")):  # stale ones of a larger world too
-        path.unlink()
-    return rows
 
 
 # ---------------------------------------------------------------- scoring and records
@@ -292,9 +203,7 @@ def scored_rows(rows: list[dict], paper) -> list[dict]:
 
 def build_record(setting: Setting, framings: dict, *, n_samples: int, nfe: int, wall_s: float, evaluator: str,
                  length: int, max_length: int = SCORE_MAX_LENGTH) -> dict[str, Any]:
-    """The results.jsonl record of one scored setting (keys: module docstring and ``reports.loading``)."""
-    from fmlm.labels import MODEL_LABELS
-
+    """The results.jsonl record of one scored setting (keys: module docstring and ``run_folder.RECORD_SCHEMA``)."""
     paper, kept, project = framings["paper"], framings["paper_keep_empty"], framings["project"]
     cfg = setting.sampler
     flow = cfg.kind in ("euler", "sde")
@@ -348,26 +257,6 @@ def merge_experiment(old: dict | None, new: dict) -> dict:
     return {**old, **new, "models": models}
 
 
-def read_json(path: Path) -> dict | None:
-    """A JSON object file, None when absent (one-line ``ValueError`` when unreadable)."""
-    return read_json_dict(path) if Path(path).is_file() else None
-
-
-def write_json(path: Path, data: dict) -> Path:
-    """``data`` as indented JSON (keys in their order), through a temporary file and a rename."""
-    return write_json_atomic(path, data, sort_keys=False)
-
-
-def done_ids(run_dir: Path) -> set[str]:
-    """Ids already recorded in ``RUN/results.jsonl`` (a last line cut by a crash is measured again)."""
-    return recorded_ids(Path(run_dir))
-
-
-def append_record(run_dir: Path, record: dict) -> None:
-    """Append ``record`` to ``RUN/results.jsonl`` as one complete line."""
-    append_jsonl(Path(run_dir) / RESULTS_FILE, record)
-
-
 def timing_with(timing: dict | None, name: str, seconds: float) -> dict:
     """``timing`` with stage ``name`` set to ``seconds`` (a rerun replaces it) and ``total_s`` recomputed."""
     stages = dict((timing or {}).get("stages", {}))
@@ -375,33 +264,3 @@ def timing_with(timing: dict | None, name: str, seconds: float) -> dict:
     return {"stages": stages, "total_s": float(sum(stages.values()))}
 
 
-def all_agree(ok: bool, device) -> bool:
-    """True when ``ok`` on every process (a collective: every rank must call it); plain ``ok`` alone."""
-    import torch
-
-    from fmlm.train.distributed import all_reduce_mean
-
-    flag = torch.tensor([1.0 if ok else 0.0], dtype=torch.float32, device=device)
-    return bool(all_reduce_mean(flag).item() == 1.0)
-
-
-def sum_over_ranks(value: float, device) -> float:
-    """Sum of ``value`` over every process (a collective); ``value`` alone without a process group."""
-    import torch
-    import torch.distributed as dist
-
-    from fmlm.train.distributed import all_reduce_mean
-
-    world = dist.get_world_size() if dist.is_initialized() else 1
-    tensor = torch.tensor([float(value)], dtype=torch.float64, device=device)
-    return float(all_reduce_mean(tensor).item()) * world
-
-
-__all__ = [
-    "EVAL_DIR", "EXPERIMENT_FILE", "PRESET", "RESULTS_FILE", "ROLES", "SCORE_MAX_LENGTH", "SETTING_NAMES",
-    "TIMING_FILE", "Setting", "Shard", "all_agree", "append_record", "build_record", "check_count",
-    "check_evaluator", "check_length", "check_run_dir", "check_stage", "done_ids", "experiment_record",
-    "load_released", "merge_experiment", "merge_shards", "read_json", "read_rows", "released_settings",
-    "sample_shard", "samples_path", "score_framings", "scored_rows", "shard_path", "shard_range",
-    "sum_over_ranks", "timing_with", "write_json", "write_rows", "write_shard",
-]

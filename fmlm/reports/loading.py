@@ -1,9 +1,10 @@
-"""Read a run folder (the files experiments/owt_fmlm_star.py writes) into plain Python and pandas.
+"""Read a run folder (the files ``python -m fmlm run`` writes) into plain Python and pandas.
 
-Contract of a run folder::
+The files, their names and the record schema are the run-folder contract,
+``fmlm.experiment.run_folder``::
 
     experiment.json                 free-form config dict ("preset", "name", ...)
-    results.jsonl                   one record per evaluated sample set
+    results.jsonl                   one record per evaluated sample set (RECORD_SCHEMA)
     eval/<id>.jsonl                 per-sample records
     timing.json                     {"stages": {stage: seconds}, "total_s": seconds}
     fixed_point.json                (optional) {"teacher_first_iterate_dist", "student_dist", "n_rows", ...}
@@ -22,61 +23,30 @@ from typing import Any
 
 import pandas as pd
 
-from fmlm.labels import MODEL_LABELS
-from reports.files import read_json_dict, read_jsonl
+from fmlm.experiment.run_folder import (EXPERIMENT_FILE, FIXED_POINT_FILE, GUIDANCE_FILE, MODEL_LABELS, RECORD_SCHEMA,
+                                        RESULTS_FILE, STAGES, STAGES_DIR, TIMING_FILE, is_run_folder)
+from fmlm.files import read_json_dict, read_jsonl
 
-
-FEW_STEP_MODELS = ("flow-map-nosc", "flow-map")
-"""Models whose headline table rows are the step counts 1, 2, 4."""
-
-STAGE_ORDER = ("teacher", "teacher-nosc", "fixed-point", "flow-map", "flow-map-nosc")
-"""Training order of the known stages (other stage folders follow alphabetically)."""
-
-SETTING_KEYS = ("model", "sampler", "steps", "grid", "w", "gamma", "churn", "sc_mode", "fp_iterations", "fp_solver")
-"""Records equal on these keys (and on ``sweep``) but with different seeds are repeats."""
-
+# the kinds of RECORD_SCHEMA (key -> (kind, required, nullable))
 _STR = "str"
 _INT = "int"
 _NUM = "num"
-# key -> (kind, required, nullable)
-_SCHEMA: dict[str, tuple[str, bool, bool]] = {
-    "id": (_STR, True, False),
-    "model": (_STR, True, False),
-    "label": (_STR, False, True),
-    "sampler": (_STR, True, False),
-    "steps": (_INT, True, False),
-    "grid": (_STR, False, True),
-    "w": (_NUM, False, True),
-    "gamma": (_NUM, False, True),
-    "churn": (_NUM, False, True),
-    "sc_mode": (_STR, False, True),
-    "fp_iterations": (_INT, False, True),
-    "fp_solver": (_STR, False, True),
-    "seed": (_INT, True, False),
-    "n_samples": (_INT, False, True),
-    "gen_ppl": (_NUM, True, True),
-    "entropy": (_NUM, True, True),
-    "nfe": (_NUM, False, True),
-    "wall_s": (_NUM, False, True),
-    "wall_s_per_sample": (_NUM, False, True),
-    "sweep": (_STR, False, True),
-    "token_accuracy": (_NUM, False, True),
-    "samples_file": (_STR, False, True),
-}
-RESULT_COLUMNS = tuple(_SCHEMA)
+
+RESULT_COLUMNS = tuple(RECORD_SCHEMA)
 
 
 class RunFolderError(ValueError):
     """The path given is not a run folder."""
 
 
-def check_run_folder(run_dir: Path | str) -> Path:
+def require_run_folder(run_dir: Path | str) -> Path:
     """Return ``run_dir`` as a ``Path`` or raise ``RunFolderError`` (one line) if it is not a run folder."""
     path = Path(run_dir)
     if not path.is_dir():
         raise RunFolderError(f"run_dir: {path} is not a directory")
-    if not (path / "experiment.json").is_file() and not (path / "results.jsonl").is_file():
-        raise RunFolderError(f"run_dir: {path} is not a run folder (it has neither experiment.json nor results.jsonl)")
+    if not is_run_folder(path):
+        raise RunFolderError(f"run_dir: {path} is not a run folder "
+                             f"(it has neither {EXPERIMENT_FILE} nor {RESULTS_FILE})")
     return path
 
 
@@ -104,7 +74,7 @@ def _check_value(value: Any, kind: str, nullable: bool, where: str) -> Any:
 
 def _record_row(record: dict[str, Any], where: str) -> dict[str, Any]:
     row: dict[str, Any] = {}
-    for key, (kind, required, nullable) in _SCHEMA.items():
+    for key, (kind, required, nullable) in RECORD_SCHEMA.items():
         if key not in record:
             if required:
                 raise ValueError(f"{where}: missing key {key!r}")
@@ -116,7 +86,7 @@ def _record_row(record: dict[str, Any], where: str) -> dict[str, Any]:
     if row["label"] is None:
         row["label"] = MODEL_LABELS.get(row["model"], row["model"])
     for key, value in record.items():
-        if key not in _SCHEMA:
+        if key not in RECORD_SCHEMA:
             row[key] = value
     return row
 
@@ -129,7 +99,7 @@ def load_results(run_dir: Path | str) -> pd.DataFrame:
     an empty frame with the standard columns. A malformed line raises
     ``ValueError`` naming ``file:line``.
     """
-    path = check_run_folder(run_dir) / "results.jsonl"
+    path = require_run_folder(run_dir) / RESULTS_FILE
     if not path.is_file():
         return pd.DataFrame(columns=list(RESULT_COLUMNS))
     records, _ = read_jsonl(path, strict=True)
@@ -145,13 +115,13 @@ def load_results(run_dir: Path | str) -> pd.DataFrame:
 
 def load_experiment(run_dir: Path | str) -> dict[str, Any] | None:
     """``experiment.json`` as a dict, or None if the file is absent."""
-    path = Path(run_dir) / "experiment.json"
+    path = Path(run_dir) / EXPERIMENT_FILE
     return read_json_dict(path) if path.is_file() else None
 
 
 def load_timing(run_dir: Path | str) -> dict[str, Any] | None:
     """``timing.json`` checked to hold ``{"stages": {name: seconds}, "total_s": seconds}``; None if absent."""
-    path = Path(run_dir) / "timing.json"
+    path = Path(run_dir) / TIMING_FILE
     if not path.is_file():
         return None
     data = read_json_dict(path)
@@ -167,7 +137,7 @@ def load_timing(run_dir: Path | str) -> dict[str, Any] | None:
 
 def load_fixed_point(run_dir: Path | str) -> dict[str, Any] | None:
     """``fixed_point.json`` with its two distances checked to be numbers; None if absent."""
-    path = Path(run_dir) / "fixed_point.json"
+    path = Path(run_dir) / FIXED_POINT_FILE
     if not path.is_file():
         return None
     data = read_json_dict(path)
@@ -180,7 +150,7 @@ def load_fixed_point(run_dir: Path | str) -> dict[str, Any] | None:
 
 def load_guidance(run_dir: Path | str) -> dict[str, Any] | None:
     """``guidance.json`` with every per-time entry checked to hold numbers; None if absent."""
-    path = Path(run_dir) / "guidance.json"
+    path = Path(run_dir) / GUIDANCE_FILE
     if not path.is_file():
         return None
     data = read_json_dict(path)
@@ -199,16 +169,16 @@ def load_guidance(run_dir: Path | str) -> dict[str, Any] | None:
 def load_stage_metrics(run_dir: Path | str, notes: list[str] | None = None) -> dict[str, tuple[pd.DataFrame, list[int]]]:
     """``stage -> (metrics frame, unparseable line numbers)`` for every ``stages/<stage>/metrics.jsonl``.
 
-    Stages come in ``STAGE_ORDER``, then alphabetically.
+    Stages come in training order (``run_folder.STAGES``), then alphabetically.
     Training may still be writing a file, so a bad line does not raise: its
     number is returned for the report to list. A file that cannot be read at
     all is left out and named in ``notes`` (raises if ``notes`` is None).
     """
     out: dict[str, tuple[pd.DataFrame, list[int]]] = {}
-    stages_dir = Path(run_dir) / "stages"
+    stages_dir = Path(run_dir) / STAGES_DIR
     if not stages_dir.is_dir():
         return out
-    order = {name: i for i, name in enumerate(STAGE_ORDER)}
+    order = {name: i for i, name in enumerate(STAGES)}
     paths = sorted(stages_dir.glob("*/metrics.jsonl"),
                    key=lambda p: (order.get(p.parent.name, len(order)), p.parent.name))
     for path in paths:

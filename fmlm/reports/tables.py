@@ -1,4 +1,4 @@
-"""Markdown tables built from the per-setting summary (see ``reports.summary.summarize``).
+"""Markdown tables built from the per-setting summary (see ``fmlm.reports.aggregate.summarize``).
 
 Each function returns a markdown body (no top-level title); measured numbers
 and numbers quoted from the paper are never in the same column.
@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reports.loading import FEW_STEP_MODELS, MODEL_LABELS
-from reports.paper import PAPER_GEN_PPL_ENTROPY, PAPER_SOURCE, quoted_cell
-from reports.summary import (NOT_MEASURED, fmt_num, fmt_ppl_entropy, fmt_setting, fmt_stat, headline, markdown_table,
-                             steps_text)
+from fmlm.experiment.run_folder import FEW_STEP_MODELS, MODEL_LABELS
+from fmlm.reports.aggregate import headline
+from fmlm.reports.formatting import (NOT_MEASURED, fmt_num, fmt_ppl_entropy, fmt_setting, fmt_stat, markdown_table,
+                                     steps_text)
+from fmlm.reports.paper import PAPER_GEN_PPL_ENTROPY, PAPER_SOURCE, quoted_cell
 
 PAPER_STEPS = (1, 2, 4)
 """The few-step rows of the paper's table."""

@@ -23,8 +23,9 @@ from typing import Any
 
 import pandas as pd
 
-from reports.loading import MODEL_LABELS
-from reports.summary import NOT_MEASURED, fmt_num, fmt_setting, fmt_stat, headline, steps_text
+from fmlm.experiment.run_folder import MODEL_LABELS
+from fmlm.reports.aggregate import headline
+from fmlm.reports.formatting import NOT_MEASURED, fmt_num, fmt_setting, fmt_stat, steps_text
 
 ENTROPY_REL_TOL = 0.10
 """Entropy may differ from the teacher's by at most 10% (relative), else the text is degenerate or noisy."""

@@ -1,4 +1,4 @@
-"""Numbers QUOTED from the paper (METHOD.md section 11), kept apart from anything measured.
+"""Numbers QUOTED from the paper (docs/method.md section 11), kept apart from anything measured.
 
 Setting of the quoted numbers: OpenWebText, 1024 samples of 1024 tokens,
 generative perplexity under GPT-2 Large, unigram entropy in nats.

