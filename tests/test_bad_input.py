@@ -22,7 +22,7 @@ from fmlm.cli import main, parse_args
     (["--quick", "evaluation.teacher_steps=0"], "evaluation.teacher_steps: must be >= 1"),
     (["--quick", "evaluation.flow_map_steps=0,2,4"], "evaluation.flow_map_steps: must all be >= 1, got 0"),
     (["--quick", "evaluation.teacher_few_steps=-1,4"], "evaluation.teacher_few_steps: must all be >= 1"),
-    (["--quick", "evaluation.teacher_few_steps=-1"], "evaluation.teacher_few_steps: expected a list"),
+    (["--quick", "evaluation.teacher_few_steps=-1"], "evaluation.teacher_few_steps: must all be >= 1, got -1"),
     (["--quick", "evaluation.flow_map_w=-1"], "evaluation.flow_map_w: must be > 0"),
     (["--quick", "evaluation.churn=-1"], "evaluation.churn: must be >= 0"),
     (["--quick", "evaluation.max_tokens=0"], "evaluation.max_tokens: must be >= 2"),

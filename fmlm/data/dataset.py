@@ -36,15 +36,18 @@ def load_meta(folder: str | Path) -> dict:
     return meta
 
 
+def _open_split(folder: str | Path, split: str) -> tuple[Path, str, dict]:
+    """(folder, split, meta) of a prepared folder's split; an unknown split is a one-line ValueError."""
+    if split not in SPLITS:
+        raise ValueError(f"split: {split!r} is not one of {list(SPLITS)}")
+    return Path(folder), split, load_meta(folder)
+
+
 class LatentRows(torch.utils.data.Dataset):
     """Rows of one split: ``(ids int64 (L,), x0 float32 (L, d))``."""
 
     def __init__(self, folder: str | Path, split: str):
-        if split not in SPLITS:
-            raise ValueError(f"split: {split!r} is not one of {list(SPLITS)}")
-        self.folder = Path(folder)
-        self.split = split
-        self._meta = load_meta(self.folder)
+        self.folder, self.split, self._meta = _open_split(folder, split)
         if not self._meta["latents"]:
             raise ValueError(f"folder: {folder} holds no cached latents (prepared with cache_latents=false)")
         self._ids: np.ndarray | None = None
@@ -94,11 +97,7 @@ class TokenRows(torch.utils.data.Dataset):
     (``encoder_for`` gives the encoder, ``meta`` mu and sigma)."""
 
     def __init__(self, folder: str | Path, split: str):
-        if split not in SPLITS:
-            raise ValueError(f"split: {split!r} is not one of {list(SPLITS)}")
-        self.folder = Path(folder)
-        self.split = split
-        self._meta = load_meta(self.folder)
+        self.folder, self.split, self._meta = _open_split(folder, split)
         self._ids: np.ndarray | None = None
         self._len = int(self._meta["rows"][split])
 

@@ -36,6 +36,11 @@ class Batch:
     def size(self) -> int:
         return self.x0.shape[0]
 
+    @property
+    def shape_facts(self) -> tuple[int, torch.device, torch.dtype]:
+        """(rows, device, dtype) of the latents, what every loss reads first."""
+        return self.x0.shape[0], self.x0.device, self.x0.dtype
+
 
 @dataclass
 class LossOutput:

@@ -26,15 +26,7 @@ import torch
 from torch import nn
 
 from fmlm.config import require
-from fmlm.losses.common import (
-    Batch,
-    DecoderConfig,
-    LossOutput,
-    decoder_loss,
-    masked_mse,
-    noisy_latents,
-    sample_guidance,
-)
+from fmlm.losses.common import Batch, DecoderConfig, LossOutput, decoder_loss, masked_mse, noisy_latents, sample_guidance
 from fmlm.math.flow import FlowConfig
 from fmlm.math.consistency import RHO, TAU_E, TAU_T, consistency_time, student_map
 from fmlm.math.fixed_point import anderson
@@ -104,8 +96,7 @@ class FixedPointLoss:
         if decoder_step:
             return decoder_loss(model, batch, self.cfg.decoder, generator)
         cfg, flow = self.cfg, self.flow
-        x0 = batch.x0
-        b, dev, dt = batch.size, x0.device, x0.dtype
+        x0, (b, dev, dt) = batch.x0, batch.shape_facts
         t, z = noisy_latents(x0, flow.lam, flow.p_mean, flow.p_std, generator)
         w = sample_guidance(b, flow, generator, dev, dt)
         traj = teacher_trajectory(self.teacher, z, t, w, cfg)

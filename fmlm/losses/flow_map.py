@@ -62,8 +62,7 @@ class FlowMapLoss:
         if decoder_step:
             return decoder_loss(model, batch, self.cfg.decoder, generator)
         cfg, flow = self.cfg, self.flow
-        x0 = batch.x0
-        b, dev, dt = batch.size, x0.device, x0.dtype
+        x0, (b, dev, dt) = batch.x0, batch.shape_facts
         times = sample_two_time(
             b, generator=generator, diagonal_prob=cfg.diagonal_prob, boundary_prob=cfg.boundary_prob,
             p_mean=flow.p_mean, p_std=flow.p_std, device=dev, dtype=dt,
