@@ -26,7 +26,7 @@ from fmlm.losses.flow_map import FlowMapConfig
 from fmlm.losses.teacher import TeacherConfig
 from fmlm.math.flow import FlowConfig
 from fmlm.nn import DenoiserConfig, denoiser_config
-from fmlm.train.loop import TrainConfig
+from fmlm.train.schedule import TrainConfig
 
 LOSS_SECTION = {"teacher": "teacher", "teacher-nosc": "teacher", "fixed-point": "fixed_point",
                 "flow-map": "flow_map", "flow-map-nosc": "flow_map"}
@@ -87,6 +87,8 @@ class EvalConfig:
     evaluator: str = "embedded"  # "embedded" (SmolLM2-135M) or a causal LM name/folder (paper: gpt2-large)
     n_samples: int = 128
     seeds: tuple[int, ...] = (0,)
+    # Sampling seeds of the w / gamma sweeps (hyperparameters are chosen there, never on ``seeds``)
+    validation_seeds: tuple[int, ...] = (1000,)
     score_batch: int = 16
     max_tokens: int = 1024  # evaluator tokens per sample (longer samples are truncated and counted)
     sample_batch: int = 64
@@ -132,6 +134,11 @@ class EvalConfig:
         require(self.max_tokens >= 2, "evaluation.max_tokens",
                 f"must be >= 2 (a start token and one scored token), got {self.max_tokens}")
         require(all(s >= 0 for s in self.seeds), "evaluation.seeds", "seeds must be >= 0")
+        require(len(self.validation_seeds) >= 1 and all(s >= 0 for s in self.validation_seeds),
+                "evaluation.validation_seeds", "must name at least one seed, each >= 0")
+        shared = sorted(set(self.seeds) & set(self.validation_seeds))
+        require(not shared, "evaluation.validation_seeds",
+                f"must be disjoint from evaluation.seeds; both hold {shared[0] if shared else ''}")
         require(self.fixed_point_rows >= 1, "evaluation.fixed_point_rows", "must be >= 1")
         require(isinstance(self.evaluator, str) and self.evaluator.strip() != "", "evaluation.evaluator",
                 "must name the evaluator (embedded, a hub name or a local folder)")

@@ -24,7 +24,7 @@ from fmlm.losses.common import DecoderConfig
 from fmlm.losses.fixed_point import FixedPointConfig
 from fmlm.losses.flow_map import FlowMapConfig
 from fmlm.losses.teacher import TeacherConfig
-from fmlm.train.loop import TrainConfig
+from fmlm.train.schedule import TrainConfig
 from fmlm.train.optim import OptimConfig
 
 

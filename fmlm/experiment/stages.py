@@ -34,7 +34,8 @@ from fmlm.losses.teacher import TeacherLoss
 from fmlm.nn import Denoiser, warm_start
 from fmlm.train import checkpoint as ckpt
 from fmlm.train.distributed import DistInfo
-from fmlm.train.loop import make_schedule, train
+from fmlm.train.loop import train
+from fmlm.train.schedule import make_schedule
 
 
 def check_teacher(teacher_dir: Path, stage: str, meta: dict[str, Any], device: str | torch.device = "cpu") -> Denoiser:

@@ -14,7 +14,8 @@ from fmlm.math.flow import FlowConfig
 from fmlm.losses.teacher import TeacherConfig, TeacherLoss
 from fmlm.nn import Denoiser, denoiser_config
 from fmlm.train.distributed import init_distributed, shutdown
-from fmlm.train.loop import TrainConfig, fetch_batch, micro_generator, step_rows, train
+from fmlm.train.loop import fetch_batch, train
+from fmlm.train.schedule import TrainConfig, micro_generator, step_rows
 from fmlm.train.optim import OptimConfig
 from tests.train.rows import MemoryRows
 

@@ -15,12 +15,13 @@ from fmlm.math.flow import FlowConfig
 from fmlm.losses.teacher import TeacherConfig, TeacherLoss
 from fmlm.nn import Denoiser, denoiser_config
 from fmlm.train.distributed import init_distributed
-from fmlm.train.loop import TrainConfig, train
+from fmlm.train.loop import train
+from fmlm.train.schedule import TrainConfig
 from fmlm.train.optim import OptimConfig
 from tests.train.rows import MemoryRows
 
 STEPS = 40
-SLEEP_S = 0.03
+SLEEP_S = 0.05
 
 
 def make_run(max_steps: int = STEPS):

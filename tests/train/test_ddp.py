@@ -13,7 +13,8 @@ import torch
 from fmlm.math.flow import FlowConfig
 from fmlm.train import checkpoint as ckpt
 from fmlm.train.distributed import DistInfo
-from fmlm.train.loop import fetch_batch, micro_generator, step_rows, train
+from fmlm.train.loop import fetch_batch, train
+from fmlm.train.schedule import micro_generator, step_rows
 from fmlm.losses.teacher import TeacherConfig, TeacherLoss
 from tests.train.ddp_worker import GLOBAL_BATCH, make_model, train_config
 from tests.train.rows import MemoryRows

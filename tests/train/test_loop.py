@@ -8,7 +8,8 @@ from fmlm.losses.common import DecoderConfig
 from fmlm.losses.teacher import TeacherConfig, TeacherLoss
 from fmlm.nn import Denoiser, denoiser_config
 from fmlm.train.distributed import DistInfo
-from fmlm.train.loop import TrainConfig, make_schedule, step_rows, train
+from fmlm.train.loop import train
+from fmlm.train.schedule import TrainConfig, make_schedule, step_rows
 from fmlm.train.optim import OptimConfig
 from fmlm.train import checkpoint as ckpt
 

@@ -65,10 +65,22 @@ def uninterrupted(tmp_path_factory):
     return run_dir
 
 
-def _launch(run_dir, env=None):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "tests.train.signal_worker", str(run_dir)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+@pytest.fixture
+def launch():
+    """Start ``signal_worker`` processes; any still running when the test ends is killed."""
+    procs = []
+
+    def start(run_dir, env=None):
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env or {})}
+        procs.append(subprocess.Popen([sys.executable, "-m", "tests.train.signal_worker", str(run_dir)], cwd=ROOT,
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        return procs[-1]
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def _wait_for_lines(proc, path, n, timeout=60.0):
@@ -80,15 +92,14 @@ def _wait_for_lines(proc, path, n, timeout=60.0):
         if proc.poll() is not None:
             pytest.fail(f"worker ended before logging {n} lines: {proc.communicate()[1][-2000:]}")
         time.sleep(0.01)
-    proc.kill()
     pytest.fail(f"worker logged fewer than {n} lines in {timeout} s")
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
 def test_a_stop_signal_saves_a_checkpoint_and_resuming_equals_an_uninterrupted_run(
-        tmp_path, sig, code, uninterrupted, one_thread):
+        tmp_path, sig, code, uninterrupted, one_thread, launch):
     run_dir = tmp_path / "run"
-    proc = _launch(run_dir)
+    proc = launch(run_dir)
     _wait_for_lines(proc, run_dir / "metrics.jsonl", 2)  # step 4 logged (log_every=2)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
@@ -170,10 +181,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_under_two_processes_a_signal_to_one_stops_both_at_the_same_step(tmp_path):
+def test_under_two_processes_a_signal_to_one_stops_both_at_the_same_step(tmp_path, launch):
     run_dir = tmp_path / "run"
     common = {"WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
-    procs = [_launch(run_dir, {**common, "RANK": str(r), "LOCAL_RANK": str(r)}) for r in range(2)]
+    procs = [launch(run_dir, {**common, "RANK": str(r), "LOCAL_RANK": str(r)}) for r in range(2)]
     _wait_for_lines(procs[0], run_dir / "metrics.jsonl", 2)
     procs[1].send_signal(signal.SIGTERM)  # only rank 1 is told
     errs = [p.communicate(timeout=60)[1] for p in procs]
