@@ -265,8 +265,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, ValueError) as err:
-        print(f"error: {err}".splitlines()[0], file=sys.stderr)
+        print_error(err)
         return 2
+
+
+def print_error(err: BaseException) -> None:
+    """One line on stderr, written at once (under torchrun the processes' lines never run together);
+    processes other than rank 0 name their rank."""
+    import os
+
+    rank = int(os.environ.get("RANK", "0"))
+    line = f"error{f' (rank {rank})' if rank else ''}: {err}".splitlines()[0]
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 if __name__ == "__main__":

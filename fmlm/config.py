@@ -139,7 +139,7 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         close = ", ".join(sorted(fields))
-        raise ConfigError(f"unknown config key {prefix}{unknown[0]!s} (known in {cls.__name__}: {close})")
+        raise ConfigError(f"unknown config key {shown_key(prefix + str(unknown[0]))} (known in {cls.__name__}: {close})")
     kwargs = {name: _coerce(value, hints[name], prefix + name) for name, value in data.items()}
     try:
         return cls(**kwargs)
@@ -182,6 +182,11 @@ def _parse_scalar(text: str) -> Any:
         return text
 
 
+def shown_key(key: str) -> str:
+    """A key as typed, quoted when it holds characters that would break a one-line message."""
+    return key if key.isprintable() else repr(key)
+
+
 def apply_overrides(cfg: T, overrides: list[str] | tuple[str, ...]) -> T:
     """Return ``cfg`` with ``section.key=value`` overrides applied; bad keys raise ``ConfigError``."""
     data = to_dict(cfg)
@@ -193,10 +198,10 @@ def apply_overrides(cfg: T, overrides: list[str] | tuple[str, ...]) -> T:
         node = data
         for i, part in enumerate(parts[:-1]):
             if not isinstance(node, dict) or part not in node or not isinstance(node[part], dict):
-                raise ConfigError(f"unknown config key {'.'.join(parts[: i + 1])}")
+                raise ConfigError(f"unknown config key {shown_key('.'.join(parts[: i + 1]))}")
             node = node[part]
         if parts[-1] not in node:
-            raise ConfigError(f"unknown config key {key.strip()}")
+            raise ConfigError(f"unknown config key {shown_key(key.strip())}")
         node[parts[-1]] = _parse_scalar(raw)
     return from_dict(type(cfg), data)
 

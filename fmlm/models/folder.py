@@ -154,20 +154,15 @@ def resolve_folder(path_or_repo_id: str | Path, revision: str | None = None) -> 
 
 def load_model(path_or_repo_id: str | Path, *, device: str = "cpu", revision: str | None = None) -> PretrainedModel:
     """Load a model folder (local, or a hub repo id) as a frozen ``Denoiser`` on ``device``."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     from fmlm.nn.denoiser import Denoiser
+    from fmlm.train.checkpoint import read_safetensors
 
     folder = resolve_folder(path_or_repo_id, revision)
     info = read_info(folder)
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise ValueError(f"{folder}: has no {WEIGHTS_FILE}")
-    try:
-        state = load_file(weights)
-    except (SafetensorError, OSError) as err:
-        raise ValueError(f"{weights}: not a readable safetensors file ({err})") from None
+    state = read_safetensors(weights)
     model = Denoiser(info.architecture)
     own = model.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))

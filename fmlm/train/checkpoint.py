@@ -17,6 +17,7 @@ interrupted save never leaves a half-written checkpoint behind.
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from fmlm.config import ConfigError, from_dict, to_dict
-from fmlm.files import read_json_dict
+from fmlm.files import describe_refused_pickle, first_line, read_json_dict
 from fmlm.nn.config import DenoiserConfig
 from fmlm.nn.denoiser import Denoiser
 
@@ -141,7 +142,10 @@ def read_denoiser_config(folder: str | Path) -> DenoiserConfig:
     path = Path(folder) / "denoiser.json"
     if not path.is_file():
         raise ValueError(f"{folder} is not a checkpoint (no denoiser.json)")
-    return from_dict(DenoiserConfig, json.loads(path.read_text()))
+    try:
+        return from_dict(DenoiserConfig, read_json_dict(path))
+    except ConfigError as err:
+        raise ValueError(f"{path}: {err}") from None
 
 
 def load_weights(module: nn.Module, folder: str | Path, which: str = "ema") -> None:
@@ -149,7 +153,7 @@ def load_weights(module: nn.Module, folder: str | Path, which: str = "ema") -> N
     path = Path(folder) / f"{which}.safetensors"
     if not path.is_file():
         raise ValueError(f"{folder} has no {which}.safetensors")
-    state = load_file(path)
+    state = read_safetensors(path)
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -168,6 +172,17 @@ def load_weights(module: nn.Module, folder: str | Path, which: str = "ema") -> N
     module.load_state_dict(state)
 
 
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; a truncated or corrupt file is a one-line ValueError naming it."""
+    from safetensors import SafetensorError
+
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable safetensors file ({first_line(err)}); the save was cut "
+                         "or the file is damaged") from None
+
+
 def load_denoiser(folder: str | Path, which: str = "ema", device: str | torch.device = "cpu") -> Denoiser:
     """Rebuild the network stored in ``folder`` and load its ``which`` weights (frozen, eval mode)."""
     model = Denoiser(read_denoiser_config(folder))
@@ -177,11 +192,22 @@ def load_denoiser(folder: str | Path, which: str = "ema", device: str | torch.de
 
 def load_optimizers(optimizers: list[torch.optim.Optimizer], folder: str | Path) -> None:
     """Restore optimiser state saved by ``save_checkpoint``."""
-    state = torch.load(Path(folder) / "optim.pt", map_location="cpu", weights_only=True)
+    path = Path(folder) / "optim.pt"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"{path}: refused: {describe_refused_pickle(err, path)}; nothing in it was executed") from None
+    except Exception as err:  # noqa: BLE001 - a damaged pickle fails in many ways; one line is the contract
+        raise ValueError(f"{path}: not a readable optimiser state ({first_line(err)})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("optimizers"), list):
+        raise ValueError(f"{path}: not an optimiser state saved by this project")
     if len(state["optimizers"]) != len(optimizers):
-        raise ValueError(f"{folder} holds {len(state['optimizers'])} optimiser states, this run has {len(optimizers)}")
+        raise ValueError(f"{path} holds {len(state['optimizers'])} optimiser states, this run has {len(optimizers)}")
     for opt, sd in zip(optimizers, state["optimizers"]):
-        opt.load_state_dict(sd)
+        try:
+            opt.load_state_dict(sd)
+        except (ValueError, KeyError, TypeError, RuntimeError) as err:
+            raise ValueError(f"{path}: does not fit this run's optimisers ({first_line(err)})") from None
 
 
 def require_stage(folder: str | Path, stages: tuple[str, ...], *, complete: bool = True) -> CheckpointMeta:
