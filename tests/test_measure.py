@@ -1,12 +1,24 @@
-"""Held-out latents through a decoder: the rows the reference uses, the accuracy, the texts."""
+"""Held-out latents through a decoder: the rows the reference uses, the accuracy, the texts; the held-out
+texts each record's MAUVE is computed against; the plan's sweeps on the validation seeds."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
+
+import pytest
 import torch
 from torch import nn
 
+from fmlm.config import ConfigError
+from fmlm.evaluation.metrics import EvalResult, SampleRecord
 from fmlm.experiment import measure
-from fmlm.experiment.measure import Scoring, measure_reconstruction
+from fmlm.experiment.config import EvalConfig, ExperimentConfig
+from fmlm.experiment.measure import (NO_HOLDOUT_NOTE, NO_REFERENCE_NOTE, Scoring, _holdout_rows, _reference_rows,
+                                     measure_reconstruction, measure_reference, with_references)
+from fmlm.experiment.plan import evaluation_plan
+from fmlm.experiment.run_folder import RECORD_SCHEMA
 
 
 class OneHotRows:
@@ -45,8 +57,8 @@ class Texts:
 def run(monkeypatch, tmp_path, shift: int):
     written = {}
 
-    def fake_write(scoring, record, texts, extra=None):
-        written.update(record=record, texts=texts, extra=extra)
+    def fake_write(scoring, record, texts, extra=None, against="reference"):
+        written.update(record=record, texts=texts, extra=extra, against=against)
         return record
 
     monkeypatch.setattr(measure, "_write", fake_write)
@@ -63,9 +75,122 @@ def test_perfect_decoder_reproduces_the_reference_rows(monkeypatch, tmp_path):
     assert out["texts"] == Texts().decode_batch(rows.ids[idx])
     rec = out["record"]
     assert rec["token_accuracy"] == 1.0 and rec["id"] == "teacher_decode_0_s0"
+    assert out["against"] == "holdout"  # reconstructions of held-out rows are never compared with those rows
     assert (rec["sweep"], rec["sampler"], rec["steps"], rec["nfe"], rec["n_samples"]) == ("decode", "decode", 0, 1, 4)
 
 
 def test_accuracy_counts_wrong_tokens(monkeypatch, tmp_path):
     out = run(monkeypatch, tmp_path, shift=1)  # position 0 of every row decoded wrong: 1 of 4 tokens
     assert out["record"]["token_accuracy"] == 0.75
+
+
+# --- the distribution metrics in every record: which held-out texts each set is compared with ---
+
+DISTRIBUTION_KEYS = ("mauve", "mauve_n", "mauve_n_reference", "mauve_num_buckets", "mauve_features", "distinct_1",
+                     "distinct_2", "distinct_3", "rep4", "empty_share", "single_token_share")
+
+
+def fake_scoring(monkeypatch, tmp_path, seen: list):
+    """Scoring whose gen PPL and distribution metrics are stand-ins that note what they were handed."""
+    def evaluate(evaluator, texts, **kw):
+        records = tuple(SampleRecord(t, 2, 1.0, math.e ** 0.5, 0.5, False) for t in texts)
+        return EvalResult(math.e ** 0.5, 0.5, len(texts), 2 * len(texts), 0, records)
+
+    def distribution(evaluator, texts, reference, **kw):
+        seen.append({"texts": list(texts), "reference": None if reference is None else list(reference.texts)})
+        out = dict.fromkeys(DISTRIBUTION_KEYS, 0.25)
+        out.update(distinct_3=math.nan, mauve_features="fake features")
+        if reference is None:
+            out.update(mauve=None, mauve_n=None, mauve_n_reference=None, mauve_num_buckets=None, mauve_features=None)
+        return out
+
+    monkeypatch.setattr(measure, "evaluate_texts", evaluate)
+    monkeypatch.setattr(measure, "distribution_metrics", distribution)
+    return Scoring(tmp_path, None, Texts(), 4, score_batch=3, max_tokens=8, device=torch.device("cpu"))
+
+
+def _records(tmp_path) -> dict:
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    return {r["id"]: r for r in map(json.loads, lines)}
+
+
+def test_the_holdout_slice_is_disjoint_from_the_reference_rows():
+    rows = OneHotRows(10)
+    ref, hold = _reference_rows(rows, 4).tolist(), _holdout_rows(rows, 4).tolist()
+    assert ref == [0, 3, 6, 9] and len(hold) == 4 and not set(ref) & set(hold)
+    assert sorted(hold) == hold and set(hold) <= set(range(10))
+    assert len(_holdout_rows(rows, 7)) == 3  # only three rows are left
+    assert len(_holdout_rows(OneHotRows(4), 4)) == 0
+
+
+def test_every_record_carries_the_distribution_metrics(monkeypatch, tmp_path):
+    seen: list = []
+    scoring = with_references(fake_scoring(monkeypatch, tmp_path, seen), OneHotRows(10), n_samples=4)
+    texts = Texts().decode_batch(OneHotRows(10).ids)
+    assert scoring.reference.texts == tuple(texts[i] for i in (0, 3, 6, 9))
+    hold = _holdout_rows(OneHotRows(10), 4).tolist()
+    assert scoring.holdout.texts == tuple(texts[i] for i in hold)
+    measure_reference(scoring, OneHotRows(10), n_samples=4)
+    measure_reconstruction(scoring, "teacher", ReadOut(0), OneHotRows(10), n_samples=4)
+    measure._write(scoring, {"id": "model_s0"}, ["a b", "c d"])  # a model's samples
+    recs = _records(tmp_path)
+    for rid in ("reference_data_0", "teacher_decode_0_s0", "model_s0"):
+        assert all(k in recs[rid] for k in DISTRIBUTION_KEYS), rid
+        assert recs[rid]["distinct_3"] == "nan"  # a non-finite number is written the way loading reads it
+    assert recs["reference_data_0"]["mauve_against"] == "holdout" and recs["model_s0"]["mauve_against"] == "reference"
+    # the reference and the reconstructions of its rows against the disjoint slice, the samples against the reference
+    assert [s["reference"] for s in seen] == [list(scoring.holdout.texts)] * 2 + [list(scoring.reference.texts)]
+
+
+def test_a_set_is_never_compared_with_its_own_rows(monkeypatch, tmp_path):
+    seen: list = []
+    scoring = with_references(fake_scoring(monkeypatch, tmp_path, seen), OneHotRows(10), n_samples=4)
+    measure_reconstruction(scoring, "teacher", ReadOut(0), OneHotRows(10), n_samples=10)  # every row, so no slice left
+    rec = _records(tmp_path)["teacher_decode_0_s0"]
+    assert seen[0]["reference"] is None and rec["mauve"] is None and rec["mauve_note"] == NO_HOLDOUT_NOTE
+
+
+def test_no_slice_left_marks_the_reference_not_measured(monkeypatch, tmp_path):
+    seen: list = []
+    scoring = with_references(fake_scoring(monkeypatch, tmp_path, seen), OneHotRows(4), n_samples=4)
+    assert scoring.holdout is None
+    measure_reference(scoring, OneHotRows(4), n_samples=4)
+    rec = _records(tmp_path)["reference_data_0"]
+    assert rec["mauve"] is None and rec["mauve_note"] == NO_HOLDOUT_NOTE and rec["rep4"] == 0.25
+
+
+def test_scoring_without_references_says_so(monkeypatch, tmp_path):
+    scoring = fake_scoring(monkeypatch, tmp_path, [])
+    measure._write(scoring, {"id": "model_s0"}, ["a b"])
+    assert _records(tmp_path)["model_s0"]["mauve_note"] == NO_REFERENCE_NOTE
+
+
+def test_the_schema_holds_the_new_keys_as_optional():
+    for key in DISTRIBUTION_KEYS:
+        kind, required, nullable = RECORD_SCHEMA[key]
+        assert not required and nullable, key
+        assert kind == ("str" if key == "mauve_features" else "int" if key.startswith("mauve_n") else "num"), key
+
+
+# --- the plan: hyperparameter sweeps on the validation seeds only ---
+
+
+def test_sweeps_are_sampled_on_the_validation_seeds_only():
+    cfg = ExperimentConfig()
+    cfg = dataclasses.replace(cfg, evaluation=dataclasses.replace(cfg.evaluation, seeds=(0, 1),
+                                                                  validation_seeds=(1000, 1001)))
+    plan = evaluation_plan(cfg)
+    sweeps = [(name, s) for name, s, sweep in plan if sweep in ("w", "gamma")]
+    others = [s for _, s, sweep in plan if sweep not in ("w", "gamma")]
+    assert {s.seed for _, s in sweeps} == {1000, 1001} and {s.seed for s in others} == {0, 1}
+    per_seed = len(cfg.evaluation.w_sweep) + len(cfg.evaluation.gamma_sweep) + 2  # each sweep plus its headline value
+    assert all(sum(s.seed == seed for _, s in sweeps) == per_seed for seed in (1000, 1001))
+    assert {name for name, _ in sweeps} == {"flow-map"}
+
+
+def test_validation_seeds_must_differ_from_the_headline_seeds():
+    assert EvalConfig().validation_seeds == (1000,)
+    with pytest.raises(ConfigError, match="validation_seeds: must be disjoint from evaluation.seeds; both hold 2"):
+        EvalConfig(seeds=(0, 2), validation_seeds=(2, 5))
+    with pytest.raises(ConfigError, match="evaluation.validation_seeds: must name at least one seed"):
+        EvalConfig(validation_seeds=())

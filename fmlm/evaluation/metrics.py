@@ -94,6 +94,7 @@ class GenPPLResult:
     ppls: tuple[float, ...]
     text_token_ids: tuple[tuple[int, ...], ...]  # retokenised text, after truncation, no boundary tokens
     truncated: tuple[bool, ...]
+    features: np.ndarray | None = None  # (N, d) pooled last hidden states of the same forward (``features=True``)
 
     @property
     def n_truncated(self) -> int:
@@ -122,14 +123,15 @@ class EvalResult:
     total_tokens: int
     n_truncated: int
     records: tuple[SampleRecord, ...]
+    features: np.ndarray | None = None  # (N, d), see ``score_and_features`` (``features=True``)
 
     def rows(self) -> list[dict]:
         """The records as plain dictionaries, ready for ``json.dumps`` line by line."""
         return [asdict(r) for r in self.records]
 
     def summary(self) -> dict:
-        """Everything but the records."""
-        return {k: v for k, v in asdict(self).items() if k != "records"}
+        """Everything but the records and the features."""
+        return {k: v for k, v in asdict(self).items() if k not in ("records", "features")}
 
 
 def _check_args(evaluator: Evaluator, texts, batch_size, max_tokens) -> None:
@@ -176,14 +178,36 @@ def build_sequences(
     return seqs, kept, truncated
 
 
-@torch.inference_mode()
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``sum_i m_i h_i / sum_i m_i`` over positions: (B, L, D), (B, L) -> (B, D), in float64."""
+    weights = mask.to(torch.float64).unsqueeze(-1)
+    return (hidden.to(torch.float64) * weights).sum(dim=1) / weights.sum(dim=1)
+
+
 def score_sequences(
     evaluator: Evaluator, seqs: Sequence[Sequence[int]], *, batch_size: int, progress: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Masked NLL sums (float64) and scored-token counts of each sequence, batched longest first."""
+    nll_sums, counts, _ = _forward(evaluator, seqs, None, batch_size, progress)
+    return nll_sums, counts
+
+
+def score_and_features(
+    evaluator: Evaluator, seqs: Sequence[Sequence[int]], text_lengths: Sequence[int], *, batch_size: int,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``score_sequences`` plus, from the same forward, each sequence's last hidden states mean-pooled
+    over its text positions ``1 .. text_lengths[i]`` (the start token's ``h_0`` for an empty text):
+    (N, d) float32. A causal model's states there do not see the end token after them."""
+    return _forward(evaluator, seqs, text_lengths, batch_size, progress)
+
+
+@torch.inference_mode()
+def _forward(evaluator: Evaluator, seqs, text_lengths, batch_size: int, progress: bool):
     order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
     nll_sums = np.zeros(len(seqs), dtype=np.float64)
     counts = np.zeros(len(seqs), dtype=np.int64)
+    features: np.ndarray | None = None
     device = evaluator.device
     batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
     for idx in tqdm(batches, desc="gen PPL", unit="batch", disable=not progress):
@@ -192,23 +216,34 @@ def score_sequences(
         ids = torch.full((len(idx), width), evaluator.end_id, dtype=torch.long, device=device)
         for row, i in enumerate(idx):
             ids[row, : len(seqs[i])] = torch.tensor(seqs[i], dtype=torch.long)
-        attention = (torch.arange(width, device=device).unsqueeze(0) < lengths.unsqueeze(1)).long()
-        logits = evaluator.model(input_ids=ids, attention_mask=attention).logits
+        positions = torch.arange(width, device=device).unsqueeze(0)
+        attention = (positions < lengths.unsqueeze(1)).long()
+        out = evaluator.model(input_ids=ids, attention_mask=attention, output_hidden_states=text_lengths is not None)
         mask = scored_token_mask(ids, lengths, evaluator.end_id)
-        nll = torch.where(mask, token_nll(logits, ids), 0.0).double().sum(dim=1)
+        nll = torch.where(mask, token_nll(out.logits, ids), 0.0).double().sum(dim=1)
         nll_sums[idx] = nll.cpu().numpy()
         counts[idx] = mask.sum(dim=1).cpu().numpy()
-    return nll_sums, counts
+        if text_lengths is not None:
+            n = torch.tensor([text_lengths[i] for i in idx], device=device).unsqueeze(1)
+            text = ((positions >= 1) & (positions <= n)) | ((positions == 0) & (n == 0))
+            pooled = mean_pool(out.hidden_states[-1], text).cpu().numpy().astype(np.float32)
+            if features is None:
+                features = np.zeros((len(seqs), pooled.shape[1]), dtype=np.float32)
+            features[idx] = pooled
+    return nll_sums, counts, features
 
 
 def generative_perplexity(
-    evaluator: Evaluator, texts: list[str], *, batch_size: int, max_tokens: int, progress: bool = True
+    evaluator: Evaluator, texts: list[str], *, batch_size: int, max_tokens: int, progress: bool = True,
+    features: bool = False,
 ) -> GenPPLResult:
-    """Gen PPL ``exp(sum NLL / sum n)`` of ``texts`` under ``evaluator`` (mask and framing: module docstring)."""
+    """Gen PPL ``exp(sum NLL / sum n)`` of ``texts`` under ``evaluator`` (mask and framing: module docstring);
+    ``features``: also the texts' pooled hidden states from the same forward (``score_and_features``)."""
     _check_args(evaluator, texts, batch_size, max_tokens)
     text_ids = evaluator.encode(texts)
     seqs, kept, truncated = build_sequences(text_ids, evaluator.start_id, evaluator.end_id, max_tokens)
-    nll_sums, counts = score_sequences(evaluator, seqs, batch_size=batch_size, progress=progress)
+    nll_sums, counts, pooled = _forward(evaluator, seqs, [len(k) for k in kept] if features else None,
+                                        batch_size, progress)
     total_nll, total_tokens = float(nll_sums.sum()), int(counts.sum())
     return GenPPLResult(
         gen_ppl=float(np.exp(total_nll / total_tokens)),
@@ -219,14 +254,18 @@ def generative_perplexity(
         ppls=tuple(float(v) for v in np.exp(nll_sums / counts)),
         text_token_ids=tuple(tuple(k) for k in kept),
         truncated=tuple(truncated),
+        features=pooled,
     )
 
 
 def evaluate_texts(
-    evaluator: Evaluator, texts: list[str], *, batch_size: int, max_tokens: int, progress: bool = True
+    evaluator: Evaluator, texts: list[str], *, batch_size: int, max_tokens: int, progress: bool = True,
+    features: bool = False,
 ) -> EvalResult:
-    """Gen PPL and mean unigram entropy of ``texts``, with one record per text (same order)."""
-    ppl = generative_perplexity(evaluator, texts, batch_size=batch_size, max_tokens=max_tokens, progress=progress)
+    """Gen PPL and mean unigram entropy of ``texts``, with one record per text (same order); ``features``:
+    also their pooled hidden states (the MAUVE features), from the same forward pass."""
+    ppl = generative_perplexity(evaluator, texts, batch_size=batch_size, max_tokens=max_tokens, progress=progress,
+                                features=features)
     entropies = [unigram_entropy(ids) for ids in ppl.text_token_ids]
     records = tuple(
         SampleRecord(text=t, n_tokens=n, nll_sum=s, ppl=p, entropy=h, truncated=c)
@@ -239,4 +278,5 @@ def evaluate_texts(
         total_tokens=ppl.total_tokens,
         n_truncated=ppl.n_truncated,
         records=records,
+        features=ppl.features,
     )

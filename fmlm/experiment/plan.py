@@ -3,9 +3,11 @@
 Per seed: the teacher, ELF* and the no-SC teacher at ``teacher_steps`` SDE steps (w, churn), an
 untrained network as the floor to beat, the teacher at few steps; the self-conditioning comparison
 (warm start, cold start with N fixed-point iterations, no-SC teacher) at ``sc_sweep_steps``; FMLM* and
-FMLM at 1/2/4 CTM steps with their gammas; FMLM*'s w and gamma sweeps; and the deterministic flows
-the flow maps distil (sweep "ode"). Every setting carries the run's one flow. The plan is built, and so
-checked, before the first stage trains.
+FMLM at 1/2/4 CTM steps with their gammas; and the deterministic flows the flow maps distil (sweep
+"ode"). FMLM*'s w and gamma sweeps, where hyperparameters are chosen, are sampled on the validation
+seeds (``evaluation.validation_seeds``, disjoint from ``evaluation.seeds``) only, never on a headline
+seed. Every setting carries the run's one flow. The plan is built, and so checked, before the first
+stage trains.
 """
 
 from __future__ import annotations
@@ -22,13 +24,30 @@ from fmlm.samplers import SamplerConfig, sampler_for
 PlanEntry = tuple[str, SamplerConfig, "str | None"]
 
 
+def _base(cfg: ExperimentConfig, seed: int) -> SamplerConfig:
+    """The teacher's headline SDE setting at ``seed``, from which every other setting is derived."""
+    e = cfg.evaluation
+    return sampler_for(cfg.flow, {"kind": "sde", "steps": e.teacher_steps, "w": e.teacher_w, "churn": e.churn,
+                                  "seed": seed, "batch_size": e.sample_batch})
+
+
+def sweep_plan(cfg: ExperimentConfig, seed: int) -> list[PlanEntry]:
+    """FMLM*'s w and gamma sweeps at ``sweep_steps`` for one (validation) seed, each with the headline value."""
+    e = cfg.evaluation
+    fm = dataclasses.replace(_base(cfg, seed), kind="ctm", w=e.flow_map_w)
+    sweep_gamma = dict(zip(e.flow_map_steps, e.ctm_gamma)).get(e.sweep_steps, 1.0)
+    sw = dataclasses.replace(fm, steps=e.sweep_steps, gamma=sweep_gamma)
+    return ([("flow-map", dataclasses.replace(sw, w=w), "w") for w in (*e.w_sweep, e.flow_map_w)]
+            + [("flow-map", dataclasses.replace(sw, gamma=g), "gamma") for g in (*e.gamma_sweep, sweep_gamma)])
+
+
 def evaluation_plan(cfg: ExperimentConfig) -> list[PlanEntry]:
-    """Every (model, sampler setting, sweep tag) the experiment measures, per seed."""
+    """Every (model, sampler setting, sweep tag) the experiment measures: per headline seed, then the
+    w / gamma sweeps per validation seed."""
     e = cfg.evaluation
     plan: list[PlanEntry] = []
     for seed in e.seeds:
-        base = sampler_for(cfg.flow, {"kind": "sde", "steps": e.teacher_steps, "w": e.teacher_w, "churn": e.churn,
-                                      "seed": seed, "batch_size": e.sample_batch})
+        base = _base(cfg, seed)
         plan += [
             ("teacher", base, None),
             ("teacher-nosc", dataclasses.replace(base, sc_mode="none"), None),
@@ -47,10 +66,6 @@ def evaluation_plan(cfg: ExperimentConfig) -> list[PlanEntry]:
         fm = dataclasses.replace(base, kind="ctm", w=e.flow_map_w)
         for steps, gamma in zip(e.flow_map_steps, e.ctm_gamma):
             plan += [(m, dataclasses.replace(fm, steps=steps, gamma=gamma), None) for m in ("flow-map", "flow-map-nosc")]
-        sweep_gamma = dict(zip(e.flow_map_steps, e.ctm_gamma)).get(e.sweep_steps, 1.0)
-        sw = dataclasses.replace(fm, steps=e.sweep_steps, gamma=sweep_gamma)
-        plan += [("flow-map", dataclasses.replace(sw, w=w), "w") for w in (*e.w_sweep, e.flow_map_w)]
-        plan += [("flow-map", dataclasses.replace(sw, gamma=g), "gamma") for g in (*e.gamma_sweep, sweep_gamma)]
         # The probability-flow ODE each flow map distils: ELF* at the flow maps' w (FMLM*), the no-SC
         # teacher (FMLM); the teacher's own ODE at the most steps, beside its SDE headline.
         ode = dataclasses.replace(base, kind="euler", churn=0.0, sc_mode="none")
@@ -59,6 +74,8 @@ def evaluation_plan(cfg: ExperimentConfig) -> list[PlanEntry]:
                      ("teacher-nosc", dataclasses.replace(ode, steps=n), ODE_SWEEP)]
         if e.ode_steps:
             plan.append(("teacher", dataclasses.replace(ode, steps=max(e.ode_steps), sc_mode=base.sc_mode), ODE_SWEEP))
+    for seed in e.validation_seeds:
+        plan += sweep_plan(cfg, seed)
     return plan
 
 

@@ -14,7 +14,7 @@ from fmlm.data import load_meta, prepare, rows_for, tokenizer_for
 from fmlm.evaluation.evaluator import check_evaluator_name, load_evaluator
 from fmlm.experiment import run_folder as rf
 from fmlm.experiment.config import ExperimentConfig
-from fmlm.experiment.measure import Scoring, measure_model, measure_reconstruction, measure_reference
+from fmlm.experiment.measure import Scoring, measure_model, measure_reconstruction, measure_reference, with_references
 from fmlm.experiment.plan import evaluation_plan, untrained_network
 from fmlm.experiment.presets import load_run_config
 from fmlm.experiment.probes import fixed_point_distances, guidance_response
@@ -86,6 +86,7 @@ def _measure_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, folder
     scoring = Scoring(run_dir, evaluator, tokenizer_for(data_folder), int(meta["row_len"]), e.score_batch,
                       e.max_tokens, device, progress)
     val = rows_for(data_folder, "val", device)
+    scoring = with_references(scoring, val, e.n_samples)  # the held-out texts MAUVE compares against
     measure_reference(scoring, val, e.n_samples)
     models: dict[str, Denoiser] = {}
 

@@ -88,8 +88,23 @@ RECORD_SCHEMA: dict[str, tuple[str, bool, bool]] = {
     "sweep": ("str", False, True),
     "token_accuracy": ("num", False, True),
     "samples_file": ("str", False, True),
+    # distribution metrics (fmlm.evaluation.mauve_score.distribution_metrics); absent in older run folders
+    "mauve": ("num", False, True),
+    "mauve_n": ("int", False, True),
+    "mauve_n_reference": ("int", False, True),
+    "mauve_num_buckets": ("int", False, True),
+    "mauve_features": ("str", False, True),
+    "mauve_against": ("str", False, True),
+    "mauve_note": ("str", False, True),
+    "distinct_1": ("num", False, True),
+    "distinct_2": ("num", False, True),
+    "distinct_3": ("num", False, True),
+    "rep4": ("num", False, True),
+    "empty_share": ("num", False, True),
+    "single_token_share": ("num", False, True),
 }
-"""The keys of a ``results.jsonl`` record; other keys are allowed and kept."""
+"""The keys of a ``results.jsonl`` record; other keys are allowed and kept. The distribution metrics are
+optional, so a run folder written before they were measured still loads (its values are NaN / None)."""
 
 RECORD_KEYS = ("evaluator", "n_samples", "sweep_samples", "max_tokens", "fixed_point_rows")
 """Evaluation settings a recorded measurement depends on without naming them in its id."""

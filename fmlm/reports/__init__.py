@@ -10,6 +10,8 @@ out_dir=None) -> Path`` and ``load_results(run_dir) -> DataFrame``.
     aggregate.py    repeated records (seeds) -> one row per setting: mean, std, n
     formatting.py   numbers and settings as table cells
     tables.py, flows.py, decoder.py, guidance.py, released.py, comparisons.py   the markdown tables
+    sweeps.py       the w / gamma sweeps: the chosen value and the seeds it came from
+    gallery.py      samples.md: samples beside held-out text, to read
     paper.py        numbers quoted from the paper (never mixed with measured ones)
     plots.py        the PNG plots
     build.py        all of it -> <run>/report/report.md

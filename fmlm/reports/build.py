@@ -1,4 +1,4 @@
-"""Assemble the whole report of a run folder: tables, comparisons, plots and ``report.md``.
+"""Assemble the whole report of a run folder: tables, comparisons, plots, ``samples.md`` and ``report.md``.
 
 Whatever can be produced is produced; every piece that is missing or
 unreadable is listed under "Missing and notes" in ``report.md``. Only a path
@@ -20,12 +20,14 @@ from fmlm.reports.comparisons import compare, comparisons_markdown
 from fmlm.reports.decoder import decoder_table
 from fmlm.reports.flows import flows_table
 from fmlm.reports.formatting import fmt_num, missing, steps_text
+from fmlm.reports.gallery import gallery_markdown
 from fmlm.reports.guidance import guidance_table
 from fmlm.reports.loading import (load_experiment, load_fixed_point, load_guidance, load_results, load_stage_metrics,
                                   load_timing, require_run_folder)
-from fmlm.reports.plots import ppl_vs_entropy, ppl_vs_steps, training_curves
+from fmlm.reports.plots import mauve_vs_steps, ppl_vs_entropy, ppl_vs_steps, training_curves
 from fmlm.reports.released import released_table
-from fmlm.reports.tables import cost_table, main_table, sc_table
+from fmlm.reports.sweeps import sweep_table
+from fmlm.reports.tables import cost_table, diversity_table, main_table, sc_table
 
 TABLES = {
     "main_table.md": "Main table: gen PPL / entropy",
@@ -35,6 +37,8 @@ TABLES = {
     "flows_table.md": "Flow maps and the deterministic flows they distil",
     "guidance_table.md": "Guidance response of the teacher",
     "decoder_table.md": "Decoders alone: held-out latents decoded",
+    "diversity_table.md": "Diversity and MAUVE beside gen PPL and entropy",
+    "sweep_table.md": "w / gamma sweeps: the chosen values and the seeds they came from",
 }
 RUN_KIND_TABLES = {
     "released_table.md": "Released models: ours beside the paper's quoted numbers",
@@ -44,7 +48,10 @@ PLOTS = {
     "ppl_vs_steps.png": "gen PPL vs steps",
     "ppl_vs_entropy.png": "gen PPL vs entropy (w / gamma sweeps)",
     "training_curves.png": "training loss per stage",
+    "mauve_vs_steps.png": "MAUVE vs steps",
 }
+SAMPLES_FILE = "samples.md"
+"""Readable samples beside held-out text (``fmlm.reports.gallery``)."""
 EXCERPT_CHARS = 300
 """Length of the sample excerpts quoted in report.md (enough to see degenerate repetition)."""
 
@@ -198,6 +205,8 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
         "flows_table.md": flows_table(summary),
         "guidance_table.md": guidance_table(guidance),
         "decoder_table.md": decoder_table(results),
+        "diversity_table.md": diversity_table(summary),
+        "sweep_table.md": sweep_table(results, summary),
     }
     released = released_table(results, experiment)  # only for records scored the paper's way
     if released is None:
@@ -209,7 +218,8 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
         write_text_atomic(out / name, f"# {titles[name]}\n\n{body}")
     makers = {"ppl_vs_steps.png": lambda p: ppl_vs_steps(summary, p),
               "ppl_vs_entropy.png": lambda p: ppl_vs_entropy(summary, p),
-              "training_curves.png": lambda p: training_curves(metrics, p)}
+              "training_curves.png": lambda p: training_curves(metrics, p),
+              "mauve_vs_steps.png": lambda p: mauve_vs_steps(summary, p)}
     written = []
     for name, make in makers.items():
         (out / name).unlink(missing_ok=True)  # never leave a stale plot from an earlier report
@@ -218,6 +228,11 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
             written.append(name)
 
     excerpts = _excerpts(run, summary, notes)
+    gallery = gallery_markdown(run, results, notes)
+    if gallery is None:
+        (out / SAMPLES_FILE).unlink(missing_ok=True)  # never leave a stale gallery from an earlier report
+    else:
+        write_text_atomic(out / SAMPLES_FILE, "# Samples beside held-out text\n\n" + gallery)
     run_name = _run_name(run, experiment)
     parts = [f"# Report: {run_name}", _context(run_name, experiment, results, summary),
              "## Missing and notes\n\n" + ("\n".join(f"- {n}" for n in notes) if notes else "- nothing missing")]
@@ -227,4 +242,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
     parts.append("## Plots\n\n" + ("\n\n".join(plots) if plots else "No plot could be drawn (see notes)."))
     parts.append("## Timing\n\n" + _timing_md(timing))
     parts.append("## Sample excerpts (headline settings)\n\n" + excerpts)
+    if gallery is not None:
+        parts.append(f"## Samples to read\n\n([{SAMPLES_FILE}]({SAMPLES_FILE})): the first samples of every headline "
+                     "setting beside the first held-out texts, in full, with their per-sample PPL and entropy.")
     return write_text_atomic(out / "report.md", "\n\n".join(parts) + "\n")

@@ -108,8 +108,8 @@ def load_results(run_dir: Path | str) -> pd.DataFrame:
     if rows:
         extra = [c for c in frame.columns if c not in RESULT_COLUMNS]
         frame = frame[list(RESULT_COLUMNS) + extra]
-        frame["fp_iterations"] = frame["fp_iterations"].astype("Int64")
-        frame["n_samples"] = frame["n_samples"].astype("Int64")
+        for key in ("fp_iterations", "n_samples", "mauve_n", "mauve_n_reference", "mauve_num_buckets"):
+            frame[key] = frame[key].astype("Int64")  # optional integers: None -> <NA>, not a float NaN
     return frame
 
 

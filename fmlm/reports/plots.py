@@ -1,4 +1,5 @@
-"""PNG plots of a run: gen PPL vs steps, gen PPL vs entropy along the w / gamma sweeps, training curves.
+"""PNG plots of a run: gen PPL vs steps, gen PPL vs entropy along the w / gamma sweeps, MAUVE vs steps,
+training curves.
 
 Figures are built with ``matplotlib.figure.Figure`` and the Agg canvas (no
 pyplot, no global backend). Each function returns the notes the report
@@ -127,6 +128,54 @@ def ppl_vs_entropy(summary: pd.DataFrame, path: Path) -> list[str]:
     ax.set_ylabel("generative perplexity (log scale)")
     ax.set_title("gen PPL vs entropy as w / gamma vary")
     ax.legend(fontsize="x-small")
+    save_figure_atomic(fig, path)
+    return notes
+
+
+def mauve_vs_steps(summary: pd.DataFrame, path: Path) -> list[str]:
+    """MAUVE (mean, error bars = std over seeds) against steps, one line per model and sampler, headlines solid
+    and the ODE references (sweep "ode") dashed; the held-out text's MAUVE (against a disjoint held-out slice)
+    as a gray line. A run folder whose records carry no MAUVE gets a note and no plot."""
+    if summary.empty:
+        return [f"{path.name}: not written (no results)"]
+    if not (summary["n_mauve"] > 0).any():
+        return [f"{path.name}: not written (no record carries MAUVE: the run was measured before MAUVE was "
+                "recorded, or MAUVE was not measured)"]
+    shown = summary[(summary["sweep"].isna() | (summary["sweep"] == ODE_SWEEP)) & (summary["n_mauve"] > 0)]
+    curves = shown[(shown["model"] != "reference") & (shown["steps"] > 0)]
+    refs = shown[(shown["model"] == "reference") & shown["sweep"].isna()]
+    notes: list[str] = []
+    fig = _figure()
+    ax = fig.add_subplot()
+    drawn = 0
+    for (model, sampler), rows in curves.groupby(["model", "sampler"], sort=False):
+        rows = rows.sort_values("steps")
+        ok = rows["mauve_mean"].map(math.isfinite)
+        for _, bad in rows[~ok].iterrows():
+            notes.append(f"{path.name}: {_label(model)} {sampler} {bad['steps']} steps not drawn "
+                         f"(MAUVE {fmt_num(bad['mauve_mean'])})")
+        rows = rows[ok]
+        if rows.empty:
+            continue
+        err = np.nan_to_num(rows["mauve_std"].to_numpy(dtype=float), nan=0.0, posinf=0.0)
+        ode = sampler == "euler"
+        ax.errorbar(rows["steps"], rows["mauve_mean"], yerr=err, marker="s" if ode else "o", capsize=3,
+                    linestyle="--" if ode else "-", label=f"{_label(model)} ({'ODE, ' if ode else ''}{sampler})")
+        drawn += 1
+    for _, ref in refs.iterrows():
+        if math.isfinite(ref["mauve_mean"]):
+            ax.axhline(ref["mauve_mean"], linestyle="--", color="gray",
+                       label=f"{_label('reference')} (vs another held-out slice)")
+    if drawn == 0:
+        return notes + [f"{path.name}: not written (no finite MAUVE of a sampled setting)"]
+    ax.set_xscale("log", base=2)
+    steps = sorted(set(int(s) for s in curves["steps"]))
+    ax.set_xticks(steps, [str(s) for s in steps])
+    ax.set_ylim(0.0, 1.05)
+    ax.set_xlabel("sampling steps")
+    ax.set_ylabel("MAUVE vs held-out text (higher is closer)")
+    ax.set_title("MAUVE vs steps (headlines; dashed: ODE; bars: std over seeds)")
+    ax.legend(fontsize="small")
     save_figure_atomic(fig, path)
     return notes
 

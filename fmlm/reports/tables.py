@@ -106,6 +106,75 @@ def cost_table(summary: pd.DataFrame) -> str:
     return head + "\n\n" + markdown_table(rows, list(rows[0])) + "\n"
 
 
+METRIC_GUIDE = (
+    "What each number rewards, and how it can be fooled:\n\n"
+    "- **gen PPL** (lower = text the evaluator finds likely) rewards repetition: a sampler that emits one "
+    "token over and over scores a very low gen PPL.\n"
+    "- **entropy** (unigram entropy per sample, nats; higher = more varied tokens) rewards random tokens: "
+    "uniform noise has the highest entropy of all.\n"
+    "- **distinct-n** (unique n-grams / all n-grams over the whole sample set, evaluator tokens; higher = less "
+    "repeated) rewards random tokens as well (noise makes every n-gram new), and falls as samples get longer "
+    "or more numerous.\n"
+    "- **rep-4** (per sample, 1 - unique 4-grams / 4-grams, averaged over samples with a 4-gram; lower = less "
+    "looping) is also fooled by random tokens, which never repeat a 4-gram.\n"
+    "- **MAUVE** (0 to 1, higher = the samples' distribution is closer to held-out real text) penalises both "
+    "repetition and noise, but it is noisy on small sample sets (few k-means buckets: the counts are in the "
+    "table) and depends on the feature choice (here the run's evaluator, mean-pooled last hidden state, not "
+    "the MAUVE paper's gpt2-large), so it is comparable only within one run and one sample count. The "
+    "held-out text row is MAUVE against a DIFFERENT held-out slice: the ceiling at this sample count.\n\n"
+    "Read the columns together: a lower gen PPL means better text only when MAUVE and distinct-2 do not fall "
+    "and rep-4 does not rise with it."
+)
+"""The paragraph the diversity table opens with (also quoted in report.md)."""
+
+_SHARE_COLUMNS = (("empty", "empty_share"), ("one-token", "single_token_share"))
+
+
+def _dist_cell(row: pd.Series, name: str) -> str:
+    """``fmt_stat`` of a distribution metric; ``NOT_MEASURED`` when no record of the setting carries it."""
+    measured = row["n_mauve"] if name == "mauve" else row["n_distribution"]
+    return NOT_MEASURED if measured == 0 else fmt_stat(row, name, 3)
+
+
+def _mauve_counts(row: pd.Series) -> str:
+    """``samples / reference / buckets`` of the MAUVE computation, '-' when not measured."""
+    if row["n_mauve"] == 0:
+        return "-"
+    parts = [row["mauve_n"], row["mauve_n_reference"], row["mauve_num_buckets"]]
+    return " / ".join("-" if p is None else ",".join(map(str, p)) if isinstance(p, tuple) else str(p) for p in parts)
+
+
+def diversity_table(summary: pd.DataFrame) -> str:
+    """Every evaluated setting with MAUVE, distinct-2, rep-4 and the empty / one-token shares beside gen PPL and
+    entropy (``METRIC_GUIDE`` says what each rewards)."""
+    if summary.empty:
+        return f"{METRIC_GUIDE}\n\nNo evaluated settings ({NOT_MEASURED}: results.jsonl is missing or empty).\n"
+    rows = []
+    for _, r in summary.iterrows():
+        row = {"model": f"{MODEL_LABELS.get(r['model'], r['label'])} ({r['model']})", "sampler": r["sampler"],
+               "steps": str(r["steps"]), "setting": fmt_setting(r),
+               "sweep": "-" if r["sweep"] is None else r["sweep"], "n": str(r["n_records"]),
+               "gen PPL": fmt_stat(r, "gen_ppl"), "entropy": fmt_stat(r, "entropy"),
+               "MAUVE": _dist_cell(r, "mauve"), "distinct-2": _dist_cell(r, "distinct_2"),
+               "rep-4": _dist_cell(r, "rep4")}
+        row.update({label: _dist_cell(r, name) for label, name in _SHARE_COLUMNS})
+        row["MAUVE samples / reference / buckets"] = _mauve_counts(r)
+        rows.append(row)
+    parts = [METRIC_GUIDE, "One row per evaluated setting (mean ± sample std over seeds, n records). "
+             "`empty`: share of samples with no text; `one-token`: share that are one word repeated."]
+    if not summary["n_distribution"].any():
+        parts.append(f"No record of this run folder carries MAUVE or distinct-n: they were {NOT_MEASURED} "
+                     "(the run was measured before these metrics were recorded).")
+    else:
+        features = sorted({str(f) for f in summary["mauve_features"] if f is not None})
+        if features:
+            parts.append("MAUVE features: " + "; ".join(f"`{f}`" for f in features) + ".")
+        notes = dict.fromkeys(n for ns in summary["mauve_notes"] for n in ns)
+        parts += [f"MAUVE {n}." for n in notes]
+    parts.append(markdown_table(rows, list(rows[0])))
+    return "\n\n".join(parts) + "\n"
+
+
 def _scaled(row: pd.Series, name: str, factor: float) -> str:
     scaled = dict(row)
     scaled[f"{name}_mean"] = row[f"{name}_mean"] * factor
@@ -151,4 +220,5 @@ def sc_table(summary: pd.DataFrame) -> str:
     return "\n\n".join([head, *notes, markdown_table(rows, list(rows[0]))]) + "\n"
 
 
-__all__ = ["main_table", "side_table", "cost_table", "sc_table", "NOT_MEASURED", "PAPER_GEN_PPL_ENTROPY"]
+__all__ = ["main_table", "side_table", "cost_table", "sc_table", "diversity_table", "METRIC_GUIDE", "NOT_MEASURED",
+           "PAPER_GEN_PPL_ENTROPY"]

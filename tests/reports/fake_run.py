@@ -25,20 +25,39 @@ def record(model: str, steps: int, gen_ppl: float, entropy: float, *, seed: int 
             "wall_s_per_sample": wall_s_per_sample, "sweep": sweep, "samples_file": f"eval/{rid}.jsonl"}
 
 
+def with_distribution(rec: dict[str, Any], mauve: float | None, distinct_2: float = 0.5, rep4: float = 0.05,
+                      single_token_share: float = 0.0) -> dict[str, Any]:
+    """``rec`` with the distribution metrics a current run records (``mauve=None``: not measured, with a note)."""
+    out = dict(rec, distinct_1=distinct_2 / 2, distinct_2=distinct_2, distinct_3=min(1.0, distinct_2 * 1.5),
+               rep4=rep4, empty_share=0.0, single_token_share=single_token_share, mauve=mauve)
+    if mauve is None:
+        out["mauve_note"] = "not measured: no held-out reference texts were given to the scoring"
+    else:
+        out.update(mauve_n=rec["n_samples"], mauve_n_reference=8, mauve_num_buckets=2,
+                   mauve_features="fake-lm mean-pooled last hidden state",
+                   mauve_against="holdout" if rec["model"] == "reference" else "reference")
+    return out
+
+
 def full_records() -> list[dict[str, Any]]:
-    """A complete run: headline settings, three seeds for FMLM* 1 step, w / gamma / sc sweeps."""
-    recs = [record("flow-map", 1, ppl, ent, seed=s, w=5.0, gamma=1.0)
-            for s, (ppl, ent) in enumerate([(100.0, 5.0), (110.0, 5.2), (120.0, 5.4)])]
-    recs += [record("flow-map", 2, 95.5, 5.3, w=5.0, gamma=0.75), record("flow-map", 4, 80.0, 5.35, w=5.0, gamma=1.0),
+    """A complete run: headline settings, three seeds for FMLM* 1 step, w / gamma / sc sweeps; MAUVE and
+    distinct-n on FMLM*'s headlines, the held-out text and the w sweep (the other records lack them, as an
+    older run's would)."""
+    recs = [with_distribution(record("flow-map", 1, ppl, ent, seed=s, w=5.0, gamma=1.0), mauve)
+            for s, (ppl, ent, mauve) in enumerate([(100.0, 5.0, 0.5), (110.0, 5.2, 0.6), (120.0, 5.4, 0.7)])]
+    recs += [with_distribution(record("flow-map", 2, 95.5, 5.3, w=5.0, gamma=0.75), 0.65),
+             with_distribution(record("flow-map", 4, 80.0, 5.35, w=5.0, gamma=1.0), 0.75),
              record("flow-map-nosc", 1, 170.0, 5.1, w=5.0, gamma=1.0),
              record("flow-map-nosc", 4, 115.0, 5.2, w=5.0, gamma=1.0)]
     teacher = dict(w=3.0, churn=1.5, sc_mode="warm")
     recs += [record("teacher", 1, 400.0, 4.9, **teacher), record("teacher", 4, 150.0, 5.2, **teacher),
              record("teacher", 32, 40.0, 5.3, **teacher),
              record("fixed-point", 32, 45.0, 5.3, w=3.0, churn=1.5),
-             record("untrained", 32, 3000.0, 7.5, churn=1.5), record("reference", 0, 20.0, 5.6, nfe=0)]
-    recs += [record("flow-map", 1, ppl, ent, w=w, gamma=1.0, sweep="w")
-             for w, ppl, ent in [(1.0, 150.0, 5.5), (3.0, 120.0, 5.3), (5.0, 100.0, 5.0)]]
+             record("untrained", 32, 3000.0, 7.5, churn=1.5),
+             with_distribution(record("reference", 0, 20.0, 5.6, nfe=0), 0.95, distinct_2=0.8, rep4=0.01)]
+    # MAUVE picks w = 3 although w = 5 has the lowest gen PPL
+    recs += [with_distribution(record("flow-map", 1, ppl, ent, w=w, gamma=1.0, sweep="w"), mauve)
+             for w, ppl, ent, mauve in [(1.0, 150.0, 5.5, 0.6), (3.0, 120.0, 5.3, 0.8), (5.0, 100.0, 5.0, 0.4)]]
     recs += [record("flow-map", 4, ppl, ent, w=5.0, gamma=g, sweep="gamma")
              for g, ppl, ent in [(0.5, 85.0, 5.3), (1.0, 80.0, 5.35)]]
     recs += [record("teacher", 32, 60.0, 5.25, w=3.0, churn=1.5, sc_mode="none", sweep="sc")]
@@ -87,6 +106,20 @@ def markdown_rows(text: str) -> list[dict[str, str]]:
             lines.append(line)
         elif lines:
             break
-    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
+    cells = [[c.strip() for c in _cells(line.strip())] for line in lines]
     header, body = cells[0], cells[2:]
     return [dict(zip(header, row)) for row in body]
+
+
+def _cells(line: str) -> list[str]:
+    """The cells of one table line ``| a | b |``, split at the bars that no backslash escapes."""
+    cells, cell, escaped = [], "", False
+    for ch in line:
+        if ch == "|" and not escaped:
+            cells.append(cell)
+            cell = ""
+            continue
+        cell += ch
+        escaped = ch == "\\" and not escaped
+    cells.append(cell)
+    return cells[1:-1]

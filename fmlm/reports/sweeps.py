@@ -1,0 +1,149 @@
+"""The w / gamma sweeps of FMLM*: every point, the value each sweep chooses, and the seeds it came from.
+
+Choice rule, fixed before any run is seen: the highest MAUVE when every point of the sweep has a finite
+MAUVE, else the lowest gen PPL (finite values only). "Lowest gen PPL at a healthy entropy" is not the
+rule: gen PPL rewards repetition, and MAUVE, when measured, does not.
+
+Seeds: a run samples the sweeps on its validation seeds (``evaluation.validation_seeds``), disjoint
+from the headline seeds, so the chosen value is not fitted to the numbers it is reported beside. The
+seeds are read from the records themselves: a sweep seed that is also a headline seed (the records
+with ``sweep == null``) is a headline seed, and the table says so (older run folders sampled the
+sweeps on the headline seeds). When a sweep has records on validation seeds, only those are used.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from fmlm.experiment.run_folder import MODEL_LABELS
+from fmlm.reports.aggregate import headline, summarize
+from fmlm.reports.formatting import NOT_MEASURED, fmt_stat, markdown_table, missing, steps_text
+
+SWEEPS = ("w", "gamma")
+"""The sweep tags of the hyperparameter sweeps (their values are the record's ``w`` / ``gamma``)."""
+
+
+def headline_seeds(results: pd.DataFrame) -> list[int]:
+    """Seeds of the headline sample sets (``sweep`` null, not the held-out data rows)."""
+    if results.empty:
+        return []
+    heads = results[results["sweep"].isna() & (results["sampler"] != "data")]
+    return sorted({int(s) for s in heads["seed"]})
+
+
+def split_seeds(seeds: list[int], headline: list[int]) -> tuple[list[int], list[int]]:
+    """``(validation seeds, headline seeds)`` among ``seeds``: those not in ``headline``, and those in it."""
+    return sorted(set(seeds) - set(headline)), sorted(set(seeds) & set(headline))
+
+
+def criterion(points: pd.DataFrame) -> str:
+    """``"mauve"`` when every point of the sweep has a finite MAUVE, else ``"gen_ppl"``."""
+    mauve = points["mauve_mean"].astype(float)
+    return "mauve" if (points["n_mauve"] > 0).all() and mauve.map(math.isfinite).all() else "gen_ppl"
+
+
+def choose(points: pd.DataFrame, sweep: str) -> tuple[Any, str] | None:
+    """``(value, metric)`` of the sweep point with the highest MAUVE when every point has a finite MAUVE
+    (metric ``"mauve"``), else with the lowest finite gen PPL (``"gen_ppl"``); None when no point qualifies.
+    ``points``: summary rows of one sweep."""
+    if points.empty:
+        return None
+    metric = criterion(points)
+    values = points[f"{metric}_mean"].astype(float)
+    finite = values.map(math.isfinite)
+    if not finite.any():
+        return None
+    best = values[finite].idxmax() if metric == "mauve" else values[finite].idxmin()
+    return points.loc[best, sweep], metric
+
+
+def margin_note(points: pd.DataFrame, sweep: str, metric: str) -> str:
+    """A sentence when the chosen point beats the runner-up by less than the larger std over seeds of the two
+    (the sweep does not separate them); empty otherwise, or when either has a single record."""
+    stat = points[f"{metric}_mean"].astype(float)
+    order = stat.sort_values(ascending=metric != "mauve").index
+    if len(order) < 2:
+        return ""
+    best, runner = points.loc[order[0]], points.loc[order[1]]
+    stds = [float(best[f"{metric}_std"]), float(runner[f"{metric}_std"])]
+    if not all(math.isfinite(x) for x in stds):
+        return ""
+    gap = abs(float(best[f"{metric}_mean"]) - float(runner[f"{metric}_mean"]))
+    if gap >= max(stds):
+        return ""
+    name = "MAUVE" if metric == "mauve" else "gen PPL"
+    return (f" Its {name} margin over {sweep} = {float(runner[sweep]):g} ({gap:.3g}) is smaller than the std over "
+            f"seeds ({max(stds):.3g}): the sweep does not separate these values.")
+
+
+def _fixed_knob(sweep: str) -> str:
+    return "gamma" if sweep == "w" else "w"
+
+
+def _seed_sentence(validation: list[int], on_headline: list[int], ignored: list[int]) -> str:
+    if validation:
+        text = (f"Sampled on the validation seed{'s' * (len(validation) > 1)} {validation}, disjoint from the "
+                "headline seeds: the chosen value came from the validation seeds.")
+        if ignored:
+            text += f" Records of this sweep on the headline seeds {ignored} are left out of the choice."
+        return text
+    return (f"Sampled on the headline seed{'s' * (len(on_headline) > 1)} {on_headline}, as recorded (no "
+            "validation seed): the chosen value is NOT independent of the headline numbers it is reported beside.")
+
+
+def _headline_value(summary: pd.DataFrame, model: str, steps: int, sweep: str) -> str:
+    rows = headline(summary, model, steps)
+    values = sorted({float(v) for v in rows[sweep] if not missing(v)})
+    return ", ".join(f"{v:g}" for v in values) if values else NOT_MEASURED
+
+
+def sweep_section(results: pd.DataFrame, summary: pd.DataFrame, model: str, sweep: str, steps: int) -> str:
+    """One sweep (``model``, ``sweep``, ``steps``): its points, the chosen value, the seeds it came from."""
+    mine = results[(results["model"] == model) & (results["sweep"] == sweep) & (results["steps"] == steps)]
+    validation, on_headline = split_seeds(sorted({int(s) for s in mine["seed"]}), headline_seeds(results))
+    used = mine[mine["seed"].isin(validation)] if validation else mine
+    points = summarize(used).sort_values(sweep, na_position="last")
+    fixed = _fixed_knob(sweep)
+    rows = []
+    for _, r in points.iterrows():
+        rows.append({sweep: "-" if missing(r[sweep]) else f"{float(r[sweep]):g}",
+                     fixed: "-" if missing(r[fixed]) else f"{float(r[fixed]):g}",
+                     "seeds": str(list(r["seeds"])), "n": str(r["n_records"]),
+                     "gen PPL": fmt_stat(r, "gen_ppl"), "entropy": fmt_stat(r, "entropy"),
+                     "MAUVE": NOT_MEASURED if r["n_mauve"] == 0 else fmt_stat(r, "mauve", 3),
+                     "distinct-2": NOT_MEASURED if r["n_distribution"] == 0 else fmt_stat(r, "distinct_2", 3),
+                     "rep-4": NOT_MEASURED if r["n_distribution"] == 0 else fmt_stat(r, "rep4", 3)})
+    chosen = choose(points, sweep)
+    label = MODEL_LABELS.get(model, model)
+    if chosen is None:
+        verdict = f"Chosen {sweep}: none (no point has a finite MAUVE or gen PPL)."
+    else:
+        value, metric = chosen
+        rule = ("by the highest MAUVE" if metric == "mauve"
+                else "by the lowest gen PPL; MAUVE is not measured at every point")
+        verdict = (f"**Chosen {sweep} = {float(value):g}** ({rule}).{margin_note(points, sweep, metric)} "
+                   f"The headline {label} at {steps_text(steps)} uses {sweep} = "
+                   f"{_headline_value(summary, model, steps, sweep)}.")
+    title = f"### {label} ({model}), {sweep} sweep at {steps_text(steps)}"
+    parts = [title, markdown_table(rows, list(rows[0])), verdict,
+             _seed_sentence(validation, on_headline, on_headline if validation else [])]
+    return "\n\n".join(parts)
+
+
+def sweep_table(results: pd.DataFrame, summary: pd.DataFrame) -> str:
+    """Every w / gamma sweep of the run (``sweep_section``), with the choice rule stated once."""
+    rule = ("Choice rule (fixed in advance): the highest MAUVE when every point of a sweep has one, else the "
+            "lowest gen PPL. Lowest gen PPL at a healthy entropy is not the rule: gen PPL rewards repetition. "
+            "Cells: mean ± sample std over the seeds used.")
+    if results.empty or not results["sweep"].isin(SWEEPS).any():
+        return f"{rule}\n\nNo records with `sweep` in {list(SWEEPS)}: {NOT_MEASURED}.\n"
+    sweeps = results[results["sweep"].isin(SWEEPS)]
+    keys = list(dict.fromkeys(zip(sweeps["model"], sweeps["sweep"], sweeps["steps"])))
+    sections = [sweep_section(results, summary, m, s, int(n)) for m, s, n in keys]
+    return "\n\n".join([rule, *sections]) + "\n"
+
+
+__all__ = ["choose", "criterion", "margin_note", "headline_seeds", "split_seeds", "sweep_section", "sweep_table"]
