@@ -45,14 +45,19 @@ def read_json_dict(path: Path) -> dict[str, Any]:
     return data
 
 
-def read_jsonl(path: Path, *, strict: bool = True) -> tuple[list[tuple[int, dict[str, Any]]], list[int]]:
+def read_jsonl(path: Path, *, strict: bool = True,
+               drop_cut_last: bool = False) -> tuple[list[tuple[int, dict[str, Any]]], list[int]]:
     """Parse a JSON-lines file into ``[(line_number, record), ...]`` and the bad line numbers.
 
     Blank lines are skipped. With ``strict`` a line that is not a JSON object
     raises ``ValueError`` naming ``path:line``; without it the line number is
     returned in the second list so the caller can report it (never silently).
+    ``drop_cut_last``: a last line without its newline that does not parse (a write cut by a crash)
+    is never a refusal: it is left out and its number returned in the second list, even when strict.
     """
-    lines = _read_text(path).splitlines()
+    text = _read_text(path)
+    lines = text.splitlines()
+    cut_last = len(lines) if drop_cut_last and text and not text.endswith("\n") else None
     records: list[tuple[int, dict[str, Any]]] = []
     bad: list[int] = []
     for number, line in enumerate(lines, start=1):
@@ -61,6 +66,9 @@ def read_jsonl(path: Path, *, strict: bool = True) -> tuple[list[tuple[int, dict
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
+            if number == cut_last:
+                bad.append(number)
+                continue
             if strict:
                 raise ValueError(f"{path}:{number}: invalid JSON ({err.msg})") from None
             bad.append(number)

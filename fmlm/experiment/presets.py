@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from fmlm.config import from_dict
+from fmlm.config import ConfigError, from_dict
 from fmlm.data import DataConfig
 from fmlm.experiment.config import EvalConfig, ExperimentConfig, NetworkConfig, upgrade_experiment
 from fmlm.experiment.run_folder import EXPERIMENT_FILE
@@ -118,4 +118,7 @@ def preset(name: str) -> ExperimentConfig:
 def load_run_config(run_dir: str | Path) -> ExperimentConfig:
     """The configuration stored in a run folder's ``experiment.json`` (older layouts upgraded)."""
     path = Path(run_dir) / EXPERIMENT_FILE
-    return from_dict(ExperimentConfig, upgrade_experiment(read_json_dict(path), str(path)))
+    try:
+        return from_dict(ExperimentConfig, upgrade_experiment(read_json_dict(path), str(path)))
+    except ConfigError as err:
+        raise ValueError(f"{path}: {err}") from None

@@ -186,7 +186,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
     notes: list[str] = []
     if not (run / RESULTS_FILE).is_file():
         notes.append("results.jsonl is missing: no evaluation has finished")
-    results = load_results(run)
+    results = load_results(run, notes)
     summary = summarize(results)
     experiment = _optional(load_experiment, run, "experiment.json", notes, required=True)
     timing = _optional(load_timing, run, "timing.json", notes, required=True)

@@ -91,18 +91,22 @@ def _record_row(record: dict[str, Any], where: str) -> dict[str, Any]:
     return row
 
 
-def load_results(run_dir: Path | str) -> pd.DataFrame:
+def load_results(run_dir: Path | str, notes: list[str] | None = None) -> pd.DataFrame:
     """All records of ``<run_dir>/results.jsonl``, one row each, columns ``RESULT_COLUMNS`` first.
 
     Optional keys that a record lacks are NaN (numbers) or None; null numbers are
     NaN; extra keys become extra columns. A folder without ``results.jsonl`` gives
     an empty frame with the standard columns. A malformed line raises
-    ``ValueError`` naming ``file:line``.
+    ``ValueError`` naming ``file:line``, except a last line cut short by an interrupted write, which
+    is left out with a note (in ``notes`` when given).
     """
     path = require_run_folder(run_dir) / RESULTS_FILE
     if not path.is_file():
         return pd.DataFrame(columns=list(RESULT_COLUMNS))
-    records, _ = read_jsonl(path, strict=True)
+    records, cut = read_jsonl(path, strict=True, drop_cut_last=True)
+    if cut and notes is not None:
+        notes.append(f"{RESULTS_FILE}: line {cut[0]} was cut short by an interrupted write and is left out "
+                     "(the next run measures it again)")
     rows = [_record_row(record, f"{path}:{number}") for number, record in records]
     frame = pd.DataFrame(rows, columns=None if rows else list(RESULT_COLUMNS))
     if rows:

@@ -59,7 +59,7 @@ def test_wrong_type_is_rejected(tmp_path):
 def test_malformed_line_names_file_and_line(tmp_path):
     run = write_run(tmp_path / "run", full_records()[:3])
     with open(run / "results.jsonl", "a") as handle:
-        handle.write('{"id": "trunc')
+        handle.write('{"id": "trunc\n')  # a complete line that is not JSON: refused (a cut last line is not)
     with pytest.raises(ValueError, match=r"results.jsonl:4: invalid JSON"):
         load_results(run)
 
@@ -123,3 +123,22 @@ def test_grid_separates_settings(tmp_path):
             {**record("teacher", 4, 30.0, 5.0, seed=1), "grid": "uniform"}]
     summary = summarize(load_results(write_run(tmp_path / "run", recs)))
     assert sorted(summary["gen_ppl_mean"]) == [10.0, 30.0]
+
+
+def test_a_cut_last_results_line_is_left_out_with_a_note(tmp_path):
+    """A crash mid-append leaves half a line: the report leaves it out and says so; nothing is rewritten."""
+    from fmlm.reports import build_report
+    from fmlm.reports.loading import load_results
+
+    good = {"id": "a", "model": "teacher", "sampler": "sde", "steps": 2, "seed": 0, "gen_ppl": 10.0, "entropy": 2.0}
+    path = tmp_path / "results.jsonl"
+    text = json.dumps(good) + "\n" + json.dumps({**good, "id": "b"})[:25]
+    path.write_text(text)
+    notes: list[str] = []
+    assert list(load_results(tmp_path, notes)["id"]) == ["a"]
+    assert notes and "line 2 was cut short" in notes[0]
+    report = build_report(tmp_path, tmp_path / "report")
+    assert "line 2 was cut short" in report.read_text() and path.read_text() == text
+    path.write_text(json.dumps(good) + "\n{broken\n" + json.dumps(good) + "\n")  # a bad line inside: refused
+    with pytest.raises(ValueError, match="results.jsonl:2: invalid JSON"):
+        load_results(tmp_path)
