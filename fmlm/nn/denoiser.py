@@ -15,10 +15,20 @@ x-prediction head and the decoder head read the same last hidden state; the
 decoder head reads it before the final RMSNorm (as in the paper's reference).
 Weights under ``blocks.`` are the transformer's hidden matrices (the trainer gives
 their 2-D weights to Muon).
+
+``token_ids`` is the decoder pass reduced to its argmax, computed over chunks of
+``chunk_tokens`` token positions so the (tokens, vocab_size) logits never exist
+at once (the same ids as ``forward(..., decode=True).argmax(-1)``).
+Input checks: every call refuses non-finite inputs (one host sync) while
+``check_finite`` is true; ``finite_checks(model, False)`` switches that off for a
+block (the samplers check once per sampling call instead), and
+``compile_denoiser`` returns a ``torch.compile``d model with the check off.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -31,6 +41,9 @@ from fmlm.nn.layers import Block, RMSNorm, xavier_linear
 from fmlm.nn.rotary import prefixed_tables, rotary_tables
 
 DEFAULT_GUIDANCE = 1.0  # w = 1: the guided target equals the plain one (1 - 1/w = 0), i.e. no guidance
+# Token positions per logits chunk in token_ids: 256 x 30522 fp32 logits = 31 MB. On the embedded CPU setting
+# (benchmarks/results/sampling_cpu.md) 256, 1024 and the whole batch took the same time within noise.
+DECODE_CHUNK_TOKENS = 256
 
 
 class Denoiser(nn.Module):
@@ -98,6 +111,55 @@ class Denoiser(nn.Module):
         positions: decoder mode only, a bool (B, L) mask; the logits of the selected tokens
         alone are computed and returned as (N, vocab_size) (cheaper when the vocabulary is large).
         """
+        h = self._text_hidden(z, t, s=s, sc=sc, w=w, tau=tau, decode=decode)
+        batch, length = h.shape[:2]
+        if decode:
+            if positions is not None:
+                if positions.shape != (batch, length) or positions.dtype != torch.bool:
+                    raise ValueError(f"positions: expected a bool mask of shape ({batch}, {length})")
+                h = h[positions]
+            return self._logits(h)
+        if positions is not None:
+            raise ValueError("positions: only used in decoder mode (decode=True)")
+        return self.out_proj(self.out_norm(h))
+
+    @torch.no_grad()
+    def token_ids(
+        self,
+        z: torch.Tensor,
+        t: Any,
+        *,
+        s: Any = None,
+        sc: torch.Tensor | None = None,
+        w: Any = None,
+        tau: Any = None,
+        chunk_tokens: int = DECODE_CHUNK_TOKENS,
+    ) -> torch.Tensor:
+        """``argmax`` of the decoder-mode logits, (B, L) int64, without gradients.
+
+        The same ids as ``forward(z, t, ..., decode=True).argmax(-1)``; the logits are computed
+        ``chunk_tokens`` token positions at a time (each chunk's argmax taken before the next),
+        so at most (chunk_tokens, vocab_size) of them are held at once.
+        """
+        if isinstance(chunk_tokens, bool) or not isinstance(chunk_tokens, int) or chunk_tokens < 1:
+            raise ValueError(f"chunk_tokens: expected an integer >= 1, got {chunk_tokens!r}")
+        h = self._text_hidden(z, t, s=s, sc=sc, w=w, tau=tau, decode=True)
+        batch, length = h.shape[:2]
+        features = self._decode_features(h)  # (B, L, latent_dim), computed as in forward
+        flat = features.reshape(batch * length, -1)
+        ids = [self.unembed(part).argmax(-1) for part in flat.split(chunk_tokens)]
+        return torch.cat(ids).view(batch, length)
+
+    def _decode_features(self, h: torch.Tensor) -> torch.Tensor:
+        """First half of the decoder head, ``gelu(h W_p + b_p)``."""
+        return F.gelu(self.decode_proj(h))
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        """Decoder head ``gelu(h W_p + b_p) W_u + b_u`` on text hidden states (..., width)."""
+        return self.unembed(self._decode_features(h))
+
+    def _text_hidden(self, z, t, *, s, sc, w, tau, decode: bool) -> torch.Tensor:
+        """Checked inputs through the input projection, the prefix banks and the blocks: (B, L, width)."""
         cfg = self.config
         batch, length = self._check_latent(z)
         t = _per_row(t, "t", batch, z.device)
@@ -148,16 +210,7 @@ class Denoiser(nn.Module):
         cos, sin = self.rope_cos[:n], self.rope_sin[:n]
         for block in self.blocks:
             h = block(h, cos, sin)
-        h = h[:, self.prefix_len :]
-        if decode:
-            if positions is not None:
-                if positions.shape != (batch, length) or positions.dtype != torch.bool:
-                    raise ValueError(f"positions: expected a bool mask of shape ({batch}, {length})")
-                h = h[positions]
-            return self.unembed(F.gelu(self.decode_proj(h)))
-        if positions is not None:
-            raise ValueError("positions: only used in decoder mode (decode=True)")
-        return self.out_proj(self.out_norm(h))
+        return h[:, self.prefix_len :]
 
     def _check_latent(self, z: Any) -> tuple[int, int]:
         """(B, L) of a valid latent batch z, else a ValueError naming z."""
@@ -194,3 +247,38 @@ def _check_finite(tensors: dict[str, torch.Tensor]) -> None:
     if not bool(flags.all()):
         bad = next(name for name, ok in zip(tensors, flags.tolist()) if not ok)
         raise ValueError(f"{bad}: contains NaN or infinite values")
+
+
+def _inner(model: nn.Module) -> nn.Module:
+    """The module itself, or the one a ``torch.compile`` wrapper holds."""
+    return getattr(model, "_orig_mod", model)
+
+
+@contextlib.contextmanager
+def finite_checks(model: nn.Module, enabled: bool) -> Iterator[None]:
+    """Within the block, a Denoiser's per-call finite-input check is ``enabled`` (restored on exit).
+
+    A model without the switch (a test oracle) is left alone; a compiled model's inner module is set.
+    """
+    inner = _inner(model)
+    if not hasattr(inner, "check_finite"):
+        yield
+        return
+    before = inner.check_finite
+    inner.check_finite = bool(enabled)
+    try:
+        yield
+    finally:
+        inner.check_finite = before
+
+
+def compile_denoiser(model: Denoiser, **options: Any) -> nn.Module:
+    """``torch.compile(model, dynamic=False, **options)`` with the per-call finite check switched off.
+
+    The check's host sync would break the graph; callers check their own results instead
+    (``fmlm.samplers.generate`` checks once per sampling call).
+    """
+    if not isinstance(model, Denoiser):
+        raise ValueError(f"model: expected a Denoiser, got {type(model).__name__}")
+    model.check_finite = False
+    return torch.compile(model, **{"dynamic": False, **options})

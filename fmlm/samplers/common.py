@@ -4,10 +4,20 @@ streams, the final decoder pass and the batched driver.
 Reproducibility: every random draw of sample i comes from its own generator
 seeded by (seed, i), so a sample set does not depend on the batch size or on
 how samples are spread over processes.
+
+Checks: by default (``checks="call"``) the network's per-evaluation finite-input
+check (one host sync each) is off while a batch is sampled, and the batch's final
+latents are checked once instead; ``checks="network"`` keeps the per-evaluation
+check. A non-finite network output propagates into the final latents (NaN and inf
+survive every later step of the samplers), so both refuse a diverging network; only
+the message and the moment differ.
+The decoder pass takes the argmax over chunks of token positions
+(``Denoiser.token_ids``), never holding the whole batch's logits.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Literal
@@ -20,6 +30,9 @@ from tqdm.auto import tqdm
 from fmlm.config import ConfigError, apply_overrides, from_dict, require, to_dict
 from fmlm.math.flow import FlowConfig
 from fmlm.math.times import quantile_grid, sorted_draw_grid
+from fmlm.nn.denoiser import DECODE_CHUNK_TOKENS, finite_checks
+
+CHECKS = ("call", "network")  # where sampling checks for non-finite values (see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -51,8 +64,9 @@ class SamplerConfig:
 
     def __post_init__(self) -> None:
         require(self.steps >= 1, "sampler.steps", f"must be >= 1, got {self.steps}")
-        require(self.w > 0, "sampler.w", f"must be > 0, got {self.w}")
-        require(self.churn >= 0, "sampler.churn", f"must be >= 0, got {self.churn}")
+        require(self.w > 0 and math.isfinite(self.w), "sampler.w", f"must be a finite number > 0, got {self.w}")
+        require(self.churn >= 0 and math.isfinite(self.churn), "sampler.churn",
+                f"must be a finite number >= 0, got {self.churn}")
         require(0 <= self.gamma <= 1, "sampler.gamma", f"must lie in [0, 1], got {self.gamma}")
         require(self.fp_iterations >= 1, "sampler.fp_iterations", f"must be >= 1, got {self.fp_iterations}")
         require(self.batch_size >= 1, "sampler.batch_size", f"must be >= 1, got {self.batch_size}")
@@ -95,7 +109,12 @@ def time_grid(cfg: SamplerConfig) -> Tensor:
 
 
 class NoiseStreams:
-    """One generator per sample index; ``draw()`` returns the next standard normal for every sample."""
+    """One generator per sample index; ``draw()`` returns the next standard normal for every sample.
+
+    ``draw`` fills one preallocated (B, *shape) tensor row by row from each sample's generator
+    (no per-sample tensors and no stack); the loop over generators stays, as no batched CPU
+    draw reproduces B separate mt19937 streams.
+    """
 
     def __init__(self, seed: int, indices: list[int], shape: tuple[int, ...], device, dtype=torch.float32):
         self.gens = [
@@ -105,7 +124,10 @@ class NoiseStreams:
         self.shape, self.device, self.dtype = shape, device, dtype
 
     def draw(self) -> Tensor:
-        return torch.stack([torch.randn(self.shape, generator=g) for g in self.gens]).to(self.device, self.dtype)
+        out = torch.empty((len(self.gens), *self.shape))
+        for row, gen in zip(out, self.gens):
+            torch.randn(self.shape, generator=gen, out=row)
+        return out.to(self.device, self.dtype)
 
 
 def guidance_of(model: nn.Module, w: float, batch: int, device) -> Tensor | None:
@@ -115,13 +137,26 @@ def guidance_of(model: nn.Module, w: float, batch: int, device) -> Tensor | None
     return torch.full((batch,), float(w), device=device)
 
 
-def decode(model: nn.Module, z: Tensor, w: float | None = None) -> Tensor:
-    """Token ids from the decoder head at t = 1 (one network evaluation), guided by ``w`` if given."""
+def decode(
+    model: nn.Module, z: Tensor, w: float | None = None, *, chunk_tokens: int | None = DECODE_CHUNK_TOKENS
+) -> Tensor:
+    """Token ids from the decoder head at t = 1 (one network evaluation), guided by ``w`` if given.
+
+    A model with ``token_ids`` (the Denoiser) takes the argmax ``chunk_tokens`` positions at a time;
+    ``chunk_tokens=None``, or a model without it, computes the whole logits tensor first (same ids).
+    """
     ones = torch.ones(z.shape[0], device=z.device, dtype=z.dtype)
     guidance = None if w is None else guidance_of(model, w, z.shape[0], z.device)
-    if guidance is None:
-        return model(z, ones, decode=True).argmax(-1)
-    return model(z, ones, w=guidance, decode=True).argmax(-1)
+    kwargs = {} if guidance is None else {"w": guidance}
+    if chunk_tokens is not None and hasattr(model, "token_ids"):
+        return model.token_ids(z, ones, chunk_tokens=chunk_tokens, **kwargs)
+    return model(z, ones, decode=True, **kwargs).argmax(-1)
+
+
+def check_latents(z: Tensor, steps: int) -> None:
+    """Refuse a batch whose final latents hold NaN or inf (one host sync per sampled batch)."""
+    if not bool(torch.isfinite(z).all()):
+        raise ValueError(f"sampling: the final latents hold NaN or inf after {steps} steps (the network diverged)")
 
 
 # A batch sampler maps (model, noise streams, grid) to (final latents, network evaluations per sample).
@@ -140,8 +175,17 @@ def generate(
     first_index: int = 0,
     progress: bool = True,
     desc: str = "sample",
+    checks: Literal["call", "network"] = "call",
+    decode_chunk: int | None = DECODE_CHUNK_TOKENS,
 ) -> SampleSet:
-    """Run ``sample_batch`` over samples ``first_index .. first_index + n_samples - 1`` in batches, then decode."""
+    """Run ``sample_batch`` over samples ``first_index .. first_index + n_samples - 1`` in batches, then decode.
+
+    ``checks``: ``"call"`` checks each batch's final latents once, ``"network"`` every network
+    input (module docstring). ``decode_chunk``: token positions per logits chunk of the decoder
+    pass (None: all at once); the ids are the same either way.
+    """
+    if checks not in CHECKS:
+        raise ValueError(f"checks: expected one of {CHECKS}, got {checks!r}")
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     if length < 1 or length > model.config.max_len:
@@ -153,12 +197,15 @@ def generate(
     start = time.perf_counter()
     indices = list(range(first_index, first_index + n_samples))
     bar = tqdm(total=n_samples, desc=desc, unit="sample", disable=not progress, dynamic_ncols=True, leave=False)
-    for lo in range(0, n_samples, cfg.batch_size):
-        chunk = indices[lo : lo + cfg.batch_size]
-        noise = NoiseStreams(cfg.seed, chunk, shape, device)
-        z, nfe = sample_batch(model, noise, grid)
-        latents.append(z.float().cpu())
-        ids.append(decode(model, z, cfg.w if cfg.decode_guided else None).cpu())
-        bar.update(len(chunk))
+    with finite_checks(model, checks == "network"):
+        for lo in range(0, n_samples, cfg.batch_size):
+            chunk = indices[lo : lo + cfg.batch_size]
+            noise = NoiseStreams(cfg.seed, chunk, shape, device)
+            z, nfe = sample_batch(model, noise, grid)
+            if checks == "call":
+                check_latents(z, cfg.steps)
+            latents.append(z.float().cpu())
+            ids.append(decode(model, z, cfg.w if cfg.decode_guided else None, chunk_tokens=decode_chunk).cpu())
+            bar.update(len(chunk))
     bar.close()
     return SampleSet(torch.cat(latents), torch.cat(ids), nfe + 1, time.perf_counter() - start, indices)

@@ -1,0 +1,83 @@
+"""The denoiser's fast paths: the chunked decoder argmax, the finite-check switch, torch.compile."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fmlm.nn.denoiser import compile_denoiser, finite_checks
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 21, 10_000])
+def test_token_ids_are_the_argmax_of_the_whole_logits(model, batch, chunk):
+    z = batch["z"]
+    whole = model(z, 1.0, w=2.0, decode=True).argmax(-1)
+    ids = model.token_ids(z, 1.0, w=2.0, chunk_tokens=chunk)
+    assert ids.shape == (3, 7) and ids.dtype == torch.int64
+    assert torch.equal(ids, whole)
+
+
+def test_token_ids_match_on_a_large_vocabulary_with_phase_and_source_time(build_model, perturbed):
+    m = perturbed(build_model(vocab_size=3001, phase_tokens=4), scale=0.05).eval()
+    z = torch.randn(5, 12, m.config.latent_dim)
+    kwargs = {"s": torch.rand(5), "tau": torch.rand(5), "w": torch.rand(5) + 1}
+    whole = m(z, torch.ones(5), decode=True, **kwargs).argmax(-1)
+    assert whole.unique().numel() > 10  # a non-trivial decoding
+    for chunk in (7, 16, 60):
+        assert torch.equal(m.token_ids(z, torch.ones(5), chunk_tokens=chunk, **kwargs), whole)
+
+
+@pytest.mark.parametrize("chunk", [0, -3, 2.5, True])
+def test_token_ids_refuse_a_bad_chunk_size(model, batch, chunk):
+    with pytest.raises(ValueError, match="^chunk_tokens:"):
+        model.token_ids(batch["z"], 1.0, chunk_tokens=chunk)
+
+
+def test_token_ids_check_their_inputs_like_the_forward(model, batch):
+    z = batch["z"].clone()
+    z[1, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match="^z:"):
+        model.token_ids(z, 1.0)
+
+
+def test_finite_checks_switch_off_for_the_block_only(model, batch):
+    z = batch["z"].clone()
+    z[0, 0, 0] = float("inf")
+    with finite_checks(model, False):
+        assert not torch.isfinite(model(z, batch["t"])[0]).all()
+    assert model.check_finite is True
+    with pytest.raises(ValueError, match="^z:"):
+        model(z, batch["t"])
+    with pytest.raises(RuntimeError, match="inside"):
+        with finite_checks(model, False):
+            raise RuntimeError("inside")
+    assert model.check_finite is True
+
+
+def test_finite_checks_leave_a_model_without_the_switch_alone():
+    plain = torch.nn.Linear(2, 2)
+    with finite_checks(plain, False):
+        assert not hasattr(plain, "check_finite")
+
+
+def test_compiled_denoiser_matches_eager(model, batch):
+    eager = model(batch["z"], batch["t"], sc=batch["sc"], w=2.0)
+    compiled = compile_denoiser(model, backend="aot_eager")
+    assert model.check_finite is False
+    torch.testing.assert_close(compiled(batch["z"], batch["t"], sc=batch["sc"], w=2.0), eager, rtol=1e-5, atol=1e-6)
+    assert compiled.config is model.config
+    with finite_checks(compiled, True):  # the switch reaches the module inside the wrapper
+        assert model.check_finite is True
+    assert model.check_finite is False
+
+
+def test_compile_denoiser_refuses_another_module():
+    with pytest.raises(ValueError, match="^model: expected a Denoiser"):
+        compile_denoiser(torch.nn.Linear(2, 2))
+
+
+@pytest.mark.slow
+def test_inductor_compiled_denoiser_matches_eager(model, batch):
+    eager = model(batch["z"], batch["t"], sc=batch["sc"], w=2.0)
+    compiled = compile_denoiser(model)
+    torch.testing.assert_close(compiled(batch["z"], batch["t"], sc=batch["sc"], w=2.0), eager, rtol=1e-4, atol=1e-5)
