@@ -46,9 +46,13 @@ target, on every row, and one grad pass) against ``TeacherLoss`` (its two no-gra
 the self-conditioned rows only). Without ``--reference`` those columns say "not measured".
 
 Memory derivation (``--derive-length``, default 1024 for ``--preset paper``): the per-sample
-memory of a step is the slope of the measured peak between two batch sizes
-(``--memory-batches``), scaled by tokens to the derived length (activations grow with tokens;
-attention is the fused kernel, with no n^2 scores kept); the fixed part is counted on paper:
+memory of a step is the slope, between two batch sizes (``--memory-batches``), of the peak
+while the loss runs with gradients enabled (before backward: the activations kept for
+backward and the no-grad passes' transients; at small batches a whole step's peak is the
+gradients', the same at both sizes), scaled by tokens to the derived length (activations
+grow with tokens; attention is the fused kernel, with no n^2 scores kept); the derived
+memory adds it to all the gradients at once (conservative: backward frees activations as
+gradients appear). The fixed part is counted on paper:
 weights, gradients, optimiser states and EMA of the student (4 bytes each, AdamW 2 states,
 Muon 1 on the hidden matrices; the preset's optimiser, whatever ``--optimizer`` timed) plus the
 frozen teacher's weights. The largest batch that fits
@@ -230,6 +234,21 @@ def step_fn(stage: Stage, batch: Batch, device, precision: str, decoder_step: bo
         ema.update(stage.model)
 
     return step
+
+
+def loss_forward_fn(stage: Stage, batch: Batch, device, precision: str):
+    """The stage's loss with gradients enabled, without backward: what its graph keeps for backward (the
+    activations) plus its no-grad passes' transients; the graph is dropped on return."""
+    counter = [0]
+
+    def run():
+        gen = micro_generator(0, counter[0], 0, device)
+        counter[0] += 1
+        with autocast_for(device, precision):
+            out = stage.loss(stage.model, batch, gen, False)
+        return float(out.loss.detach())
+
+    return run
 
 
 def forward_fn(stage: Stage, batch: Batch, device, precision: str):
@@ -420,12 +439,15 @@ def memory_derivation(stages, exp, args, device, make_batch) -> list[dict]:
     rows = []
     for stage in stages:
         peaks = {}
+        step_peaks = {}
         for b in (lo, hi):
             step = step_fn(stage, make_batch(b), device, args.precision)
-            step()  # optimiser states exist before the measured steps, as in training
-            measured = [peak_memory(step, device) for _ in range(MEMORY_STEPS)]
+            step()  # optimiser states exist before the measured runs, as in training
+            forward = loss_forward_fn(stage, make_batch(b), device, args.precision)
+            measured = [peak_memory(forward, device) for _ in range(MEMORY_STEPS)]
             peaks[b] = None if None in measured else max(measured)
-        row = {"stage": stage.name, "peak_bytes": {str(b): peaks[b] for b in peaks}}
+            step_peaks[str(b)] = peak_memory(step, device)
+        row = {"stage": stage.name, "peak_bytes": {str(b): peaks[b] for b in peaks}, "step_peak_bytes": step_peaks}
         if None not in peaks.values():
             slope = (peaks[hi] - peaks[lo]) / (hi - lo)
             prefix = stage.model.config.prefix_len
@@ -671,7 +693,9 @@ def _reference_lines(ref: dict) -> list[str]:
 
 def _memory_lines(m: dict) -> list[str]:
     rows = [{
-        "stage": r["stage"], **{f"peak MiB at batch {b}": fmt(mib(v), 1) for b, v in r["peak_bytes"].items()},
+        "stage": r["stage"],
+        **{f"step peak MiB at batch {b}": fmt(mib(v), 1) for b, v in r["step_peak_bytes"].items()},
+        **{f"loss-forward peak MiB at batch {b}": fmt(mib(v), 1) for b, v in r["peak_bytes"].items()},
         "per sample MiB (measured length)": fmt(mib(r.get("per_sample_bytes_measured")), 1),
         f"per sample MiB at length {m['length']}": fmt(mib(r.get("per_sample_bytes_derived")), 1),
         "fixed GB (on paper)": fmt(None if "fixed_bytes" not in r else r["fixed_bytes"] / GB, 2),
@@ -679,8 +703,8 @@ def _memory_lines(m: dict) -> list[str]:
         else str(r["derived_max_batch"]),
     } for r in m["stages"]]
     return [f"## Largest batch at length {m['length']} (derived, not measured on a GPU)", "",
-            f"Per-sample memory: the slope of the measured step peak (the higher of {MEMORY_STEPS} steps) between "
-            f"batches {m['batches'][0]} and "
+            f"Per-sample memory: the slope of the measured loss-forward peak (with gradients, before backward; the "
+            f"higher of {MEMORY_STEPS} runs) between batches {m['batches'][0]} and "
             f"{m['batches'][1]}, scaled by tokens (length + prefix) to length {m['length']}; fp32 activations as "
             "measured here (bf16 autocast on a GPU stores many activations in half the bytes, so the batch is a "
             "conservative estimate). Fixed part counted on paper (module docstring). GB = 1e9 bytes.", "",
