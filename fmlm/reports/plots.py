@@ -40,6 +40,27 @@ def _label(model: str) -> str:
     return MODEL_LABELS.get(model, model)
 
 
+def _step_curves(ax, curves, metric: str, name: str, drawable, path: Path, notes: list[str]) -> int:
+    """One errorbar curve of ``<metric>_mean`` against steps per (model, sampler); points ``drawable``
+    rejects are noted, not drawn. Returns the number of curves drawn."""
+    drawn = 0
+    for (model, sampler), rows in curves.groupby(["model", "sampler"], sort=False):
+        rows = rows.sort_values("steps")
+        ok = rows[f"{metric}_mean"].map(drawable)
+        for _, bad in rows[~ok].iterrows():
+            notes.append(f"{path.name}: {_label(model)} {sampler} {bad['steps']} steps not drawn "
+                         f"({name} {fmt_num(bad[f'{metric}_mean'])})")
+        rows = rows[ok]
+        if rows.empty:
+            continue
+        err = np.nan_to_num(rows[f"{metric}_std"].to_numpy(dtype=float), nan=0.0, posinf=0.0)
+        ode = sampler == "euler"
+        ax.errorbar(rows["steps"], rows[f"{metric}_mean"], yerr=err, marker="s" if ode else "o", capsize=3,
+                    linestyle="--" if ode else "-", label=f"{_label(model)} ({'ODE, ' if ode else ''}{sampler})")
+        drawn += 1
+    return drawn
+
+
 def ppl_vs_steps(summary: pd.DataFrame, path: Path) -> list[str]:
     """Gen PPL (mean, error bars = std over seeds) against steps, one line per model and sampler.
 
@@ -55,20 +76,7 @@ def ppl_vs_steps(summary: pd.DataFrame, path: Path) -> list[str]:
     fig = _figure()
     ax = fig.add_subplot()
     drawn = 0
-    for (model, sampler), rows in curves.groupby(["model", "sampler"], sort=False):
-        rows = rows.sort_values("steps")
-        ok = rows["gen_ppl_mean"].map(_drawable)
-        for _, bad in rows[~ok].iterrows():
-            notes.append(f"{path.name}: {_label(model)} {sampler} {bad['steps']} steps not drawn "
-                         f"(gen PPL {fmt_num(bad['gen_ppl_mean'])})")
-        rows = rows[ok]
-        if rows.empty:
-            continue
-        err = np.nan_to_num(rows["gen_ppl_std"].to_numpy(dtype=float), nan=0.0, posinf=0.0)
-        ode = sampler == "euler"
-        ax.errorbar(rows["steps"], rows["gen_ppl_mean"], yerr=err, marker="s" if ode else "o", capsize=3,
-                    linestyle="--" if ode else "-", label=f"{_label(model)} ({'ODE, ' if ode else ''}{sampler})")
-        drawn += 1
+    drawn += _step_curves(ax, curves, "gen_ppl", "gen PPL", _drawable, path, notes)
     for _, ref in refs.iterrows():
         if _drawable(ref["gen_ppl_mean"]):
             ax.axhline(ref["gen_ppl_mean"], linestyle="--", color="gray", label=_label("reference"))
@@ -148,20 +156,7 @@ def mauve_vs_steps(summary: pd.DataFrame, path: Path) -> list[str]:
     fig = _figure()
     ax = fig.add_subplot()
     drawn = 0
-    for (model, sampler), rows in curves.groupby(["model", "sampler"], sort=False):
-        rows = rows.sort_values("steps")
-        ok = rows["mauve_mean"].map(math.isfinite)
-        for _, bad in rows[~ok].iterrows():
-            notes.append(f"{path.name}: {_label(model)} {sampler} {bad['steps']} steps not drawn "
-                         f"(MAUVE {fmt_num(bad['mauve_mean'])})")
-        rows = rows[ok]
-        if rows.empty:
-            continue
-        err = np.nan_to_num(rows["mauve_std"].to_numpy(dtype=float), nan=0.0, posinf=0.0)
-        ode = sampler == "euler"
-        ax.errorbar(rows["steps"], rows["mauve_mean"], yerr=err, marker="s" if ode else "o", capsize=3,
-                    linestyle="--" if ode else "-", label=f"{_label(model)} ({'ODE, ' if ode else ''}{sampler})")
-        drawn += 1
+    drawn += _step_curves(ax, curves, "mauve", "MAUVE", math.isfinite, path, notes)
     for _, ref in refs.iterrows():
         if math.isfinite(ref["mauve_mean"]):
             ax.axhline(ref["mauve_mean"], linestyle="--", color="gray",
