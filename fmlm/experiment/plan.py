@@ -24,7 +24,7 @@ from fmlm.samplers import SamplerConfig, sampler_for
 PlanEntry = tuple[str, SamplerConfig, "str | None"]
 
 
-def _base(cfg: ExperimentConfig, seed: int) -> SamplerConfig:
+def teacher_setting(cfg: ExperimentConfig, seed: int) -> SamplerConfig:
     """The teacher's headline SDE setting at ``seed``, from which every other setting is derived."""
     e = cfg.evaluation
     return sampler_for(cfg.flow, {"kind": "sde", "steps": e.teacher_steps, "w": e.teacher_w, "churn": e.churn,
@@ -34,7 +34,7 @@ def _base(cfg: ExperimentConfig, seed: int) -> SamplerConfig:
 def sweep_plan(cfg: ExperimentConfig, seed: int) -> list[PlanEntry]:
     """FMLM*'s w and gamma sweeps at ``sweep_steps`` for one (validation) seed, each with the headline value."""
     e = cfg.evaluation
-    fm = dataclasses.replace(_base(cfg, seed), kind="ctm", w=e.flow_map_w)
+    fm = dataclasses.replace(teacher_setting(cfg, seed), kind="ctm", w=e.flow_map_w)
     sweep_gamma = dict(zip(e.flow_map_steps, e.ctm_gamma)).get(e.sweep_steps, 1.0)
     sw = dataclasses.replace(fm, steps=e.sweep_steps, gamma=sweep_gamma)
     return ([("flow-map", dataclasses.replace(sw, w=w), "w") for w in (*e.w_sweep, e.flow_map_w)]
@@ -47,7 +47,7 @@ def evaluation_plan(cfg: ExperimentConfig) -> list[PlanEntry]:
     e = cfg.evaluation
     plan: list[PlanEntry] = []
     for seed in e.seeds:
-        base = _base(cfg, seed)
+        base = teacher_setting(cfg, seed)
         plan += [
             ("teacher", base, None),
             ("teacher-nosc", dataclasses.replace(base, sc_mode="none"), None),

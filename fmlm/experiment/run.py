@@ -10,7 +10,7 @@ import contextlib
 from pathlib import Path
 
 from fmlm.config import to_dict
-from fmlm.data import load_meta, prepare, rows_for, tokenizer_for
+from fmlm.data import LatentRows, load_meta, prepare, rows_for, tokenizer_for
 from fmlm.evaluation.evaluator import check_evaluator_name, load_evaluator
 from fmlm.experiment import run_folder as rf
 from fmlm.experiment.config import ExperimentConfig
@@ -70,6 +70,17 @@ def train_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, info: Dis
     return folders
 
 
+def open_scoring(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, device,
+                 progress: bool = True) -> tuple[Scoring, LatentRows]:
+    """The run's evaluator and held-out rows as a ``Scoring`` with its MAUVE references, and those rows."""
+    e = cfg.evaluation
+    evaluator = load_evaluator(e.evaluator, cache_dir=Path(cfg.cache_dir), device=device)
+    scoring = Scoring(run_dir, evaluator, tokenizer_for(data_folder), int(load_meta(data_folder)["row_len"]),
+                      e.score_batch, e.max_tokens, device, progress)
+    val = rows_for(data_folder, "val", device)
+    return with_references(scoring, val, e.n_samples), val  # the held-out texts MAUVE compares against
+
+
 def measure_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, folders: dict, device, timing: rf.Timing,
                 progress: bool = True) -> None:
     """Measure every planned setting whose model was trained (``folders``), plus the references; timed
@@ -82,11 +93,7 @@ def _measure_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, folder
     """Measure every planned setting whose model was trained (``folders``), plus the references."""
     e = cfg.evaluation
     meta = load_meta(data_folder)
-    evaluator = load_evaluator(e.evaluator, cache_dir=Path(cfg.cache_dir), device=device)
-    scoring = Scoring(run_dir, evaluator, tokenizer_for(data_folder), int(meta["row_len"]), e.score_batch,
-                      e.max_tokens, device, progress)
-    val = rows_for(data_folder, "val", device)
-    scoring = with_references(scoring, val, e.n_samples)  # the held-out texts MAUVE compares against
+    scoring, val = open_scoring(cfg, run_dir, data_folder, device, progress)
     measure_reference(scoring, val, e.n_samples)
     models: dict[str, Denoiser] = {}
 
