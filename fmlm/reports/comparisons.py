@@ -8,7 +8,11 @@ Thresholds are fixed here, before any run is seen, and never tuned:
 - the teacher (many steps) has a lower gen PPL than the untrained network, and its entropy and
   log gen PPL are closer to the held-out real text's than the untrained network's are (an untrained
   network can emit one repeated token, which scores a low gen PPL at a near-zero entropy);
-- ELF*'s one-forward distance to s* is smaller than the teacher's first-iterate F(0) distance.
+- ELF*'s one-forward distance to s* is smaller than the teacher's first-iterate F(0) distance;
+- on MAUVE (gen PPL rewards repetition; MAUVE compares with held-out text and does not): FMLM* has a
+  higher MAUVE than the teacher at 1 and at 4 steps (from 1 step), at least ``FEW_STEP_MAUVE_FACTOR`` x the
+  teacher's many-step MAUVE (from 4 steps), and FMLM* beats FMLM at 1, 2 and 4 steps on both gen PPL and
+  MAUVE. A record without MAUVE (a run measured before it was recorded) makes a MAUVE check "not measured".
 
 Comparisons use means over seeds. A non-finite number never passes. Where
 several headline settings exist for one model and step count, every pair is
@@ -31,6 +35,8 @@ ENTROPY_REL_TOL = 0.10
 """Entropy may differ from the teacher's by at most 10% (relative), else the text is degenerate or noisy."""
 FEW_STEP_PPL_FACTOR = 3.0
 """FMLM* at 4 steps must reach a gen PPL within 3x of the teacher's many-step sampler."""
+FEW_STEP_MAUVE_FACTOR = 0.5
+"""FMLM* at 4 steps must reach at least half the teacher's many-step MAUVE."""
 MANY_STEP_MIN = 5
 """The teacher's many-step reference is its headline with the most steps, and it must have at least this many."""
 
@@ -70,6 +76,16 @@ def entropy_close(a: float, b: float, rel_tol: float = ENTROPY_REL_TOL) -> str:
     return judge(abs(a - b) <= rel_tol * abs(b), a, b)
 
 
+def higher(a: float, b: float) -> str:
+    """PASS when ``a > b``."""
+    return judge(a > b, a, b)
+
+
+def at_least_factor(a: float, b: float, factor: float) -> str:
+    """PASS when ``a >= factor * b``."""
+    return judge(a >= factor * b, a, b)
+
+
 def closer(a: float, b: float, ref: float) -> str:
     """PASS when ``a`` is closer to ``ref`` than ``b`` is."""
     return judge(abs(a - ref) < abs(b - ref), a, b, ref)
@@ -79,9 +95,12 @@ def _describe(row: pd.Series, stat: str) -> str:
     label = MODEL_LABELS.get(row["model"], row["label"])
     setting = fmt_setting(row)
     knobs = row["sampler"] if setting == "-" else f"{row['sampler']}, {setting}"
-    name = "gen PPL" if stat == "gen_ppl" else "entropy"
+    name = STAT_NAMES[stat]
     seeds = f", n={row['n_records']}" if row["n_records"] > 1 else ""
     return f"{label} {steps_text(row['steps'])} [{knobs}]: {name} {fmt_stat(row, stat)}{seeds}"
+
+
+STAT_NAMES = {"gen_ppl": "gen PPL", "entropy": "entropy", "mauve": "MAUVE"}
 
 
 def _missing(what: str) -> str:
@@ -95,8 +114,13 @@ def _pairwise(check: str, left: pd.DataFrame, right: pd.DataFrame, left_name: st
         return [Comparison(check, _describe(left.iloc[0], stat) if not left.empty else _missing(left_name),
                            _describe(right.iloc[0], stat) if not right.empty else _missing(right_name),
                            criterion, NOT_MEASURED)]
-    return [Comparison(check, _describe(a, stat), _describe(b, stat), criterion,
-                       rule(a[f"{stat}_mean"], b[f"{stat}_mean"]))
+    def result(a: pd.Series, b: pd.Series) -> str:
+        values = (a.get(f"{stat}_mean", math.nan), b.get(f"{stat}_mean", math.nan))
+        if stat == "mauve" and not all(isinstance(v, float) and math.isfinite(v) for v in values):
+            return NOT_MEASURED  # an optional metric the record lacks, not a failure
+        return rule(*values)
+
+    return [Comparison(check, _describe(a, stat), _describe(b, stat), criterion, result(a, b))
             for _, a in left.iterrows() for _, b in right.iterrows()]
 
 
@@ -144,6 +168,27 @@ def compare(summary: pd.DataFrame, fixed_point: dict[str, Any] | None) -> list[C
                          lambda a, b: closer(math.log(a), math.log(b), math.log(ref["gen_ppl_mean"]))
                          if a > 0 and b > 0 else judge(False, a, b))
     out.append(_fixed_point_check(fixed_point))
+    return out + _mauve_checks(summary, star1, star4, many, many_name)
+
+
+def _mauve_checks(summary: pd.DataFrame, star1: pd.DataFrame, star4: pd.DataFrame, many: pd.DataFrame,
+                  many_name: str) -> list[Comparison]:
+    """The distributional checks: FMLM* vs the teacher on MAUVE, FMLM* vs FMLM on gen PPL and MAUVE."""
+    out: list[Comparison] = []
+    for steps in (1, 4):
+        teacher = headline(summary, "teacher", steps)
+        out += _pairwise(f"MAUVE: FMLM* 1 step vs ELF {steps} step{'s' * (steps > 1)}", star1, teacher,
+                         "FMLM* 1 step", f"ELF {steps} steps", "mauve", "MAUVE(FMLM*) > MAUVE(ELF)", higher)
+    out += _pairwise("MAUVE: FMLM* 4 steps vs ELF many steps", star4, many, "FMLM* 4 steps", many_name, "mauve",
+                     f"MAUVE(FMLM*) >= {FEW_STEP_MAUVE_FACTOR:g} x MAUVE(ELF)",
+                     lambda a, b: at_least_factor(a, b, FEW_STEP_MAUVE_FACTOR))
+    for steps in (1, 2, 4):
+        star, plain = headline(summary, "flow-map", steps), headline(summary, "flow-map-nosc", steps)
+        name = f"{steps} step{'s' * (steps > 1)}"
+        out += _pairwise(f"FMLM* beats FMLM at {name}", star, plain, f"FMLM* {name}", f"FMLM {name}",
+                         "gen_ppl", "gen PPL(FMLM*) < gen PPL(FMLM)", lower)
+        out += _pairwise(f"MAUVE: FMLM* vs FMLM at {name}", star, plain, f"FMLM* {name}", f"FMLM {name}",
+                         "mauve", "MAUVE(FMLM*) > MAUVE(FMLM)", higher)
     return out
 
 
@@ -165,6 +210,7 @@ def comparisons_markdown(comparisons: list[Comparison]) -> str:
     tally = {k: sum(c.result.startswith(k) for c in comparisons) for k in (PASS, FAIL, NOT_MEASURED)}
     head = (f"Fixed thresholds (never tuned): entropy within {ENTROPY_REL_TOL:.0%}, FMLM* 4 steps within "
             f"{FEW_STEP_PPL_FACTOR:g}x of the teacher's many-step gen PPL (its headline with the most steps, "
-            f">= {MANY_STEP_MIN}). Means over seeds; a non-finite value fails. "
+            f">= {MANY_STEP_MIN}) and at least {FEW_STEP_MAUVE_FACTOR:g}x its MAUVE. Means over seeds; a "
+            "non-finite value fails; a record without MAUVE leaves a MAUVE check not measured. "
             f"Tally: {tally[PASS]} PASS, {tally[FAIL]} FAIL, {tally[NOT_MEASURED]} not measured.")
     return head + "\n\n" + frame.to_markdown(index=False, disable_numparse=True) + "\n"

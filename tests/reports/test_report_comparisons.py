@@ -10,7 +10,7 @@ from fmlm.reports.comparisons import (FAIL, NOT_MEASURED, PASS, compare, compari
                                  within_factor)
 from fmlm.reports.aggregate import summarize
 from fmlm.reports.loading import load_results
-from tests.reports.fake_run import full_records, record, write_run
+from tests.reports.fake_run import full_records, record, with_distribution, write_run
 
 FP_GOOD = {"teacher_first_iterate_dist": 0.5, "student_dist": 0.1, "n_rows": 64}
 
@@ -39,9 +39,27 @@ def test_rules(rule, args, expected):
     assert rule(*args) == expected
 
 
+MAUVE = {("teacher", 1): 0.2, ("teacher", 4): 0.4, ("teacher", 32): 0.9, ("flow-map-nosc", 1): 0.3,
+         ("flow-map-nosc", 2): 0.35, ("flow-map-nosc", 4): 0.4}
+
+
+def _with_mauve(records, mauve=MAUVE):
+    """``records`` with MAUVE on the teacher's and FMLM's headlines, and FMLM at 2 steps added."""
+    records = records + [record("flow-map-nosc", 2, 150.0, 5.15, w=5.0, gamma=0.75)]
+    return [with_distribution(r, mauve[(r["model"], r["steps"])])
+            if r["sweep"] is None and (r["model"], r["steps"]) in mauve else r for r in records]
+
+
+MAUVE_CHECKS = ["MAUVE: FMLM* 1 step vs ELF 1 step", "MAUVE: FMLM* 1 step vs ELF 4 steps",
+                "MAUVE: FMLM* 4 steps vs ELF many steps"] + [
+    f"{kind} at {n}" for n in ("1 step", "2 steps", "4 steps") for kind in ("FMLM* beats FMLM", "MAUVE: FMLM* vs FMLM")]
+
+
 def test_everything_passes_on_good_numbers(tmp_path):
-    results = _results(tmp_path, full_records())
-    assert [c.result for c in results.values()] == [PASS] * 10
+    results = _results(tmp_path, _with_mauve(full_records()))
+    assert list(results)[10:] == MAUVE_CHECKS
+    assert [c.result for c in results.values()] == [PASS] * 19
+    assert "MAUVE 0.60 ± 0.10" in results["MAUVE: FMLM* 1 step vs ELF 1 step"].left
     beat1 = results["FMLM* 1 step beats ELF 1 step"]
     assert "110.00 ± 10.00" in beat1.left and "400.00" in beat1.right
     assert "32 steps" in results["FMLM* 4 steps within 3x of ELF many steps"].right
@@ -64,7 +82,25 @@ def test_missing_records_say_not_measured(tmp_path):
     assert all(c.result == NOT_MEASURED for c in results.values())
     assert "FMLM* 1 step: not measured" in results["FMLM* 1 step beats ELF 1 step"].left
     text = comparisons_markdown(list(results.values()))
-    assert "0 PASS, 0 FAIL, 8 not measured" in text
+    assert "0 PASS, 0 FAIL, 17 not measured" in text
+
+
+def test_mauve_checks_fail_where_gen_ppl_is_won_by_repetition(tmp_path):
+    # FMLM* at 4 steps repeats itself: a gen PPL below everything, MAUVE near zero
+    recs = _replace(_with_mauve(full_records()), "flow-map", 4, gen_ppl=5.0, mauve=0.01)
+    results = _results(tmp_path, recs)
+    assert results["FMLM* 4 steps within 3x of ELF many steps"].result == PASS
+    assert results["FMLM* beats FMLM at 4 steps"].result == PASS
+    assert results["MAUVE: FMLM* 4 steps vs ELF many steps"].result == FAIL
+    assert results["MAUVE: FMLM* vs FMLM at 4 steps"].result == FAIL
+    assert results["MAUVE: FMLM* 1 step vs ELF 4 steps"].result == PASS
+
+
+def test_mauve_checks_are_not_measured_without_mauve(tmp_path):
+    results = _results(tmp_path, full_records())  # the teacher's and FMLM's records carry no MAUVE
+    assert [results[c].result for c in MAUVE_CHECKS if c.startswith("MAUVE")] == [NOT_MEASURED] * 6
+    assert results["FMLM* beats FMLM at 1 step"].result == PASS
+    assert results["FMLM* beats FMLM at 2 steps"].result == NOT_MEASURED  # no FMLM record at 2 steps
 
 
 def test_many_step_teacher_needs_enough_steps(tmp_path):
