@@ -56,3 +56,12 @@ def test_non_finite_numbers_are_refused_from_a_mapping_too():
     with pytest.raises(ConfigError, match=r"^rate: expected a finite number, got 'inf'$"):
         from_dict(Inner, {"rate": "inf"})
     assert from_dict(Inner, {"rate": "1e-3"}).rate == 1e-3
+
+
+def test_sweeps_use_sweep_samples_and_headlines_n_samples():
+    from fmlm.experiment.config import EvalConfig
+
+    e = EvalConfig(n_samples=128, sweep_samples=64)
+    assert e.samples_for(None) == 128
+    assert [e.samples_for(s) for s in ("w", "gamma", "sc", "ode", "decode")] == [64] * 5
+    assert EvalConfig(n_samples=128).samples_for("sc") == 128  # 0 = n_samples

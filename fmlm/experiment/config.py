@@ -20,7 +20,6 @@ from typing import Any, Literal
 
 from fmlm.config import ConfigError, require
 from fmlm.data import DataConfig
-from fmlm.experiment.run_folder import DECODE_SWEEP
 from fmlm.losses.fixed_point import FixedPointConfig
 from fmlm.losses.flow_map import FlowMapConfig
 from fmlm.losses.teacher import TeacherConfig
@@ -103,7 +102,7 @@ class EvalConfig:
     fp_solver: Literal["picard", "anderson"] = "picard"
     sc_sweep_steps: int = 32  # flow steps of the self-conditioning comparison (warm, cold N, no-SC teacher)
     sweep_steps: int = 4
-    sweep_samples: int = 0  # samples per w / gamma sweep point and per decoder reconstruction (0 = n_samples)
+    sweep_samples: int = 0  # samples per set of the sweeps (w, gamma, sc, ode) and decoder reconstructions (0 = n_samples)
     w_sweep: tuple[float, ...] = (1.0, 3.0)  # FMLM* at sweep_steps, besides flow_map_w
     gamma_sweep: tuple[float, ...] = (0.0, 0.5)  # FMLM* at sweep_steps, besides its ctm_gamma
     # The deterministic flows the flow maps distil (probability-flow ODE, Euler, no churn): ELF* at
@@ -144,9 +143,9 @@ class EvalConfig:
                 "must name the evaluator (embedded, a hub name or a local folder)")
 
     def samples_for(self, sweep: str | None) -> int:
-        """Samples per set: the w and gamma sweeps and the decoder reconstructions (sweep "decode") may use
-        fewer than the headline settings."""
-        return self.sweep_samples if sweep in ("w", "gamma", DECODE_SWEEP) and self.sweep_samples else self.n_samples
+        """Samples per set: every sweep (w, gamma, self-conditioning, the ODE references, the decoder
+        reconstructions) may use fewer than the headline settings (``sweep is None``), which use ``n_samples``."""
+        return self.sweep_samples if sweep is not None and self.sweep_samples else self.n_samples
 
 
 @dataclass(frozen=True)

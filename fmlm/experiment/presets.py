@@ -63,9 +63,12 @@ def embedded() -> ExperimentConfig:
         train_teacher=_cpu_train(500, 32, 2e-3),
         train_fixed_point=_cpu_train(100, 32),
         train_flow_map=_cpu_train(250, 32),
-        # ODE references at 32 steps only, decoder reconstructions on 64 rows: the run measured 2656 s with
-        # 128 rows per decoder (~22 s each) and 2500 s with the 4-step ODEs (47 s) and no decoders.
-        evaluation=EvalConfig(n_samples=128, max_tokens=256, sc_sweep_steps=8, sweep_samples=64, ode_steps=(32,)),
+        # ODE references at 32 steps only, every sweep (w, gamma, self-conditioning, ODE references, decoder
+        # reconstructions) on 64 samples, cold start up to N = 4: the run measured 2656 s with 128 rows per
+        # decoder (~22 s each), 2500 s with the 4-step ODEs (47 s) and no decoders, and 2723 s with the
+        # self-conditioning sweep and ODEs on 128 samples and N = 8 (65 evaluations per sample) as well.
+        evaluation=EvalConfig(n_samples=128, max_tokens=256, sc_sweep_steps=8, sweep_samples=64, ode_steps=(32,),
+                              fp_iterations=(1, 2, 4)),
     )
 
 
