@@ -12,8 +12,9 @@ import argparse
 import dataclasses
 import sys
 
+from fmlm.config import apply_overrides
 from fmlm.experiment import preset
-from fmlm.experiment.study import run_study
+from fmlm.experiment.study import START, run_study
 from fmlm.reports.study import write_study_table
 
 
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    base = dataclasses.replace(preset("embedded"), cache_dir=args.cache_dir)
+    base = dataclasses.replace(apply_overrides(preset("embedded"), list(START)), cache_dir=args.cache_dir)
     run_study(args.out, base, device=args.device, progress=not args.no_progress)
     print(f"wrote {write_study_table(args.out)}")
     return 0

@@ -1,7 +1,7 @@
 """The embedded preset's study: which small-scale knobs move the teacher's text towards real text.
 
-Each trial is the embedded preset with a few overrides, trained through stage 1 (the teacher) only,
-then measured on the validation seeds (``evaluation.validation_seeds``; the headline seeds are never
+Each trial is the embedded preset as it was before the study (``START``) with a few overrides,
+trained through stage 1 (the teacher) only, then measured on the validation seeds (``evaluation.validation_seeds``; the headline seeds are never
 sampled): the teacher's headline sampler (SDE, ``teacher_steps``, w, churn, warm self-conditioning)
 from the EMA weights and from the raw weights, each decoder on held-out latents, and the held-out text
 itself. A trial is scored by the MAUVE of its better weights (gen PPL rewards repetition; MAUVE does
@@ -40,6 +40,15 @@ STUDY_FILE = "study.json"
 TRIALS_DIR = "trials"
 WEIGHTS = {"ema": "teacher", "model": "teacher-raw"}
 """The weights each trial samples from (EMA, and "model": the raw weights) -> the model name of their records."""
+
+START = (
+    "data.row_len=64", "data.max_train_rows=8192", "train_teacher.global_batch=32",
+    "train_fixed_point.global_batch=32", "train_fixed_point.optim.lr=0.0",
+    "train_flow_map.global_batch=32", "train_flow_map.optim.lr=0.0", "evaluation.fp_iterations=[1,2,4,8]",
+)
+"""The embedded preset as it was before the study chose its rows (64 tokens, 8,192 rows, batch 32, the
+distillation lr batch-scaled, cold start up to N = 8): the study's starting point, so that running it
+again reproduces the committed trials (and reuses their folders)."""
 
 GROUPS = (
     ("noise scale lam", (
@@ -105,10 +114,10 @@ def trial_score(trial_dir: Path, cfg: ExperimentConfig) -> tuple[float, str]:
 
 def run_study(out: str | Path, base: ExperimentConfig | None = None, groups: Groups = GROUPS, device: str = "auto",
               progress: bool = True) -> dict[str, Any]:
-    """Run ``groups`` on ``base`` (default: the embedded preset) in order (see the module docstring);
-    returns and writes ``<out>/study.json``."""
+    """Run ``groups`` on ``base`` (default: the embedded preset with ``START``) in order (see the module
+    docstring); returns and writes ``<out>/study.json``."""
     out = Path(out)
-    base = embedded() if base is None else base
+    base = apply_overrides(embedded(), list(START)) if base is None else base
     check_groups(base, groups)
     incumbent: tuple[str, tuple[str, ...]] = ("", ())
     study: dict[str, Any] = {"base": base.preset, "criterion": "MAUVE of the teacher's headline sampler on the validation seeds, "

@@ -24,8 +24,9 @@ def test_quick_pipeline_end_to_end(tmp_path):
     assert {r["model"] for r in records} == {"reference", "untrained", "teacher", "teacher-nosc", "fixed-point",
                                              "flow-map", "flow-map-nosc"}
     assert all(r["n_samples"] == 8 for r in records)
+    assert all("mauve" in r and "distinct_2" in r and "rep4" in r for r in records)
     for name in ("report.md", "main_table.md", "cost_table.md", "comparisons.md", "self_conditioning_table.md",
-                 "ppl_vs_steps.png", "ppl_vs_entropy.png", "training_curves.png"):
+                 "diversity_table.md", "samples.md", "ppl_vs_steps.png", "ppl_vs_entropy.png", "training_curves.png"):
         assert (run / "report" / name).stat().st_size > 0, name
     assert "report:" in done.stdout and "FMLM*" in done.stdout
     print(f"quick pipeline: {time.perf_counter() - start:.0f} s")
