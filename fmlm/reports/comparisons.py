@@ -97,7 +97,8 @@ def _describe(row: pd.Series, stat: str) -> str:
     knobs = row["sampler"] if setting == "-" else f"{row['sampler']}, {setting}"
     name = STAT_NAMES[stat]
     seeds = f", n={row['n_records']}" if row["n_records"] > 1 else ""
-    return f"{label} {steps_text(row['steps'])} [{knobs}]: {name} {fmt_stat(row, stat)}{seeds}"
+    digits = 4 if stat == "mauve" else 2
+    return f"{label} {steps_text(row['steps'])} [{knobs}]: {name} {fmt_stat(row, stat, digits)}{seeds}"
 
 
 STAT_NAMES = {"gen_ppl": "gen PPL", "entropy": "entropy", "mauve": "MAUVE"}

@@ -59,7 +59,7 @@ def test_everything_passes_on_good_numbers(tmp_path):
     results = _results(tmp_path, _with_mauve(full_records()))
     assert list(results)[10:] == MAUVE_CHECKS
     assert [c.result for c in results.values()] == [PASS] * 19
-    assert "MAUVE 0.60 ± 0.10" in results["MAUVE: FMLM* 1 step vs ELF 1 step"].left
+    assert "MAUVE 0.6000 ± 0.1000" in results["MAUVE: FMLM* 1 step vs ELF 1 step"].left
     beat1 = results["FMLM* 1 step beats ELF 1 step"]
     assert "110.00 ± 10.00" in beat1.left and "400.00" in beat1.right
     assert "32 steps" in results["FMLM* 4 steps within 3x of ELF many steps"].right

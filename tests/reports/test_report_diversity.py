@@ -177,8 +177,11 @@ def test_mauve_plot_is_drawn_or_a_note_says_why(tmp_path):
     assert not (tmp_path / "none.png").exists()
 
 
-def test_the_committed_embedded_run_builds_with_samples_and_a_mauve_note(tmp_path):
+def test_the_committed_embedded_run_builds_with_samples_and_mauve(tmp_path):
     report = build_report(EMBEDDED, tmp_path / "out").read_text()
-    assert (tmp_path / "out" / "samples.md").is_file() and not (tmp_path / "out" / "mauve_vs_steps.png").exists()
-    assert "mauve_vs_steps.png: not written (no record carries MAUVE" in report
-    assert "Sampled on the headline seeds [0, 1, 2], as recorded" in (tmp_path / "out" / "sweep_table.md").read_text()
+    out = tmp_path / "out"
+    assert (out / "samples.md").is_file() and (out / "mauve_vs_steps.png").is_file()
+    assert "mauve_vs_steps.png: not written" not in report
+    assert "Sampled on the validation seed [1000]" in (out / "sweep_table.md").read_text()
+    comparisons = (out / "comparisons.md").read_text()
+    assert "MAUVE: FMLM* vs FMLM at 4 steps" in comparisons and "0 not measured" in comparisons
