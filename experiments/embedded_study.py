@@ -9,12 +9,9 @@ the validation seeds; the table goes to OUT/study_table.md (``fmlm.reports.study
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
-from fmlm.config import apply_overrides
-from fmlm.experiment import preset
-from fmlm.experiment.study import START, run_study
+from fmlm.experiment.study import run_study, study_base
 from fmlm.reports.study import write_study_table
 
 
@@ -25,8 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    base = dataclasses.replace(apply_overrides(preset("embedded"), list(START)), cache_dir=args.cache_dir)
-    run_study(args.out, base, device=args.device, progress=not args.no_progress)
+    run_study(args.out, study_base(args.cache_dir), device=args.device, progress=not args.no_progress)
     print(f"wrote {write_study_table(args.out)}")
     return 0
 

@@ -61,6 +61,13 @@ ODE_SWEEP = "ode"
 DECODE_SWEEP = "decode"
 """Sweep tag of the records that decode held-out latents with a model's decoder head (no sampling)."""
 
+STUDY_FILE = "study.json"
+"""The file in a study folder (``fmlm.experiment.study``) that records the order, overrides, scores and winners."""
+STUDY_TRIALS_DIR = "trials"
+"""The study folder's subfolder holding one run folder per trial."""
+STUDY_WEIGHTS = {"ema": "teacher", "model": "teacher-raw"}
+"""The weights a study trial samples from (EMA, and "model": the raw weights) -> the model name of their records."""
+
 SETTING_KEYS = ("model", "sampler", "steps", "grid", "w", "gamma", "churn", "sc_mode", "fp_iterations", "fp_solver")
 """Records equal on these keys (and on ``sweep``) but with different seeds are repeats."""
 

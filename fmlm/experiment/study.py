@@ -1,8 +1,8 @@
 """The embedded preset's study: which small-scale knobs move the teacher's text towards real text.
 
 Each trial is the embedded preset as it was before the study (``START``) with a few overrides,
-trained through stage 1 (the teacher) only, then measured on the validation seeds (``evaluation.validation_seeds``; the headline seeds are never
-sampled): the teacher's headline sampler (SDE, ``teacher_steps``, w, churn, warm self-conditioning)
+trained through stage 1 (the teacher) only, then measured on the validation seeds
+(``evaluation.validation_seeds``; the headline seeds are never sampled): the teacher's headline sampler (SDE, ``teacher_steps``, w, churn, warm self-conditioning)
 from the EMA weights and from the raw weights, each decoder on held-out latents, and the held-out text
 itself. A trial is scored by the MAUVE of its better weights (gen PPL rewards repetition; MAUVE does
 not). Groups of trials run in order; each group's trials start from the best overrides so far, and the
@@ -21,6 +21,7 @@ overrides, each trial's score and each group's winner. ``fmlm.reports.study`` wr
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -35,11 +36,6 @@ from fmlm.experiment.run import bind_run_folder, open_scoring, prepare_data, tra
 from fmlm.files import read_jsonl, write_json_atomic
 from fmlm.train import checkpoint as ckpt
 from fmlm.train.distributed import init_distributed
-
-STUDY_FILE = "study.json"
-TRIALS_DIR = "trials"
-WEIGHTS = {"ema": "teacher", "model": "teacher-raw"}
-"""The weights each trial samples from (EMA, and "model": the raw weights) -> the model name of their records."""
 
 START = (
     "data.row_len=64", "data.max_train_rows=8192", "train_teacher.global_batch=32",
@@ -63,6 +59,11 @@ GROUPS = (
 
 
 Groups = tuple[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], ...]
+
+
+def study_base(cache_dir: str) -> ExperimentConfig:
+    """The study's starting point: the embedded preset with ``START``, caching data in ``cache_dir``."""
+    return dataclasses.replace(apply_overrides(embedded(), list(START)), cache_dir=cache_dir)
 
 
 def check_groups(base: ExperimentConfig, groups: Groups) -> None:
@@ -89,7 +90,7 @@ def run_trial(cfg: ExperimentConfig, trial_dir: Path, device: str, progress: boo
     with timing.part("evaluate"):
         scoring, val = open_scoring(cfg, trial_dir, data_folder, info.device, progress)
         measure_reference(scoring, val, e.n_samples)
-        for which, name in WEIGHTS.items():
+        for which, name in rf.STUDY_WEIGHTS.items():
             model = ckpt.load_denoiser(folders["teacher"], which, info.device)
             for seed in e.validation_seeds:
                 measure_model(scoring, name, model, teacher_setting(cfg, seed), e.n_samples)
@@ -100,7 +101,7 @@ def trial_score(trial_dir: Path, cfg: ExperimentConfig) -> tuple[float, str]:
     """(MAUVE, weights) of the trial's better weights on the validation seeds (mean over the seeds)."""
     records = {r["id"]: r for _, r in read_jsonl(trial_dir / rf.RESULTS_FILE, strict=False)[0]}
     best = (-math.inf, "")
-    for which, name in WEIGHTS.items():
+    for which, name in rf.STUDY_WEIGHTS.items():
         values = []
         for seed in cfg.evaluation.validation_seeds:
             rid = rf.record_id(name, teacher_setting(cfg, seed), True, None)
@@ -114,37 +115,37 @@ def trial_score(trial_dir: Path, cfg: ExperimentConfig) -> tuple[float, str]:
 
 def run_study(out: str | Path, base: ExperimentConfig | None = None, groups: Groups = GROUPS, device: str = "auto",
               progress: bool = True) -> dict[str, Any]:
-    """Run ``groups`` on ``base`` (default: the embedded preset with ``START``) in order (see the module
-    docstring); returns and writes ``<out>/study.json``."""
+    """Run ``groups`` on ``base`` (default: ``study_base("cache")``) in order (see the module docstring);
+    returns and writes ``<out>/study.json``."""
     out = Path(out)
-    base = apply_overrides(embedded(), list(START)) if base is None else base
+    base = study_base("cache") if base is None else base
     check_groups(base, groups)
     incumbent: tuple[str, tuple[str, ...]] = ("", ())
-    study: dict[str, Any] = {"base": base.preset, "criterion": "MAUVE of the teacher's headline sampler on the validation seeds, "
-                                          "better of EMA and raw weights", "trials": [], "groups": []}
+    criterion = "MAUVE of the teacher's headline sampler on the validation seeds, better of EMA and raw weights"
+    study: dict[str, Any] = {"base": base.preset, "criterion": criterion, "trials": [], "groups": []}
+    scores: dict[str, tuple[float, str]] = {}  # trial name -> (MAUVE, weights)
     for group, trials in groups:
         entrants = [] if not incumbent[0] else [incumbent]
         for name, overrides in trials:
             full = incumbent[1] + tuple(o for o in overrides if o not in incumbent[1])
             entrants.append((f"{incumbent[0]}+{name}" if incumbent[0] else name, full))
-        scored = []
         for name, overrides in entrants:
+            if name in scores:  # the incumbent, measured in an earlier group
+                continue
             cfg = apply_overrides(base, list(overrides))
-            trial_dir = out / TRIALS_DIR / name
-            if name not in {t["name"] for t in study["trials"]}:
-                print(f"study: trial {name} ({' '.join(overrides) or 'the preset'})", flush=True)
-                run_trial(cfg, trial_dir, device, progress)
-                score, weights = trial_score(trial_dir, cfg)
-                study["trials"].append({"name": name, "group": group, "overrides": list(overrides),
-                                        "folder": f"{TRIALS_DIR}/{name}", "mauve": score, "weights": weights})
-                write_json_atomic(out / STUDY_FILE, study)
-            scored.append((next(t["mauve"] for t in study["trials"] if t["name"] == name), name, overrides))
-        best = max(scored, key=lambda s: (s[0], -len(s[2])))  # a tie keeps the fewer overrides
-        incumbent = (best[1], best[2])
-        study["groups"].append({"group": group, "entrants": [s[1] for s in scored], "winner": best[1]})
-        write_json_atomic(out / STUDY_FILE, study)
-        print(f"study: {group}: {best[1]} wins (MAUVE {best[0]:.4f})", flush=True)
-    study["winner"] = {"name": incumbent[0], "overrides": list(incumbent[1]),
-                       "weights": next(t["weights"] for t in study["trials"] if t["name"] == incumbent[0])}
-    write_json_atomic(out / STUDY_FILE, study)
+            trial_dir = out / rf.STUDY_TRIALS_DIR / name
+            print(f"study: trial {name} ({' '.join(overrides) or 'the preset'})", flush=True)
+            run_trial(cfg, trial_dir, device, progress)
+            scores[name] = trial_score(trial_dir, cfg)
+            study["trials"].append({"name": name, "group": group, "overrides": list(overrides),
+                                    "folder": f"{rf.STUDY_TRIALS_DIR}/{name}", "mauve": scores[name][0],
+                                    "weights": scores[name][1]})
+            write_json_atomic(out / rf.STUDY_FILE, study)
+        # the highest MAUVE; a tie keeps the fewer overrides
+        incumbent = max(entrants, key=lambda e: (scores[e[0]][0], -len(e[1])))
+        study["groups"].append({"group": group, "entrants": [e[0] for e in entrants], "winner": incumbent[0]})
+        write_json_atomic(out / rf.STUDY_FILE, study)
+        print(f"study: {group}: {incumbent[0]} wins (MAUVE {scores[incumbent[0]][0]:.4f})", flush=True)
+    study["winner"] = {"name": incumbent[0], "overrides": list(incumbent[1]), "weights": scores[incumbent[0]][1]}
+    write_json_atomic(out / rf.STUDY_FILE, study)
     return study

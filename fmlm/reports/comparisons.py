@@ -91,6 +91,9 @@ def closer(a: float, b: float, ref: float) -> str:
     return judge(abs(a - ref) < abs(b - ref), a, b, ref)
 
 
+STAT_NAMES = {"gen_ppl": "gen PPL", "entropy": "entropy", "mauve": "MAUVE"}
+
+
 def _describe(row: pd.Series, stat: str) -> str:
     label = MODEL_LABELS.get(row["model"], row["label"])
     setting = fmt_setting(row)
@@ -99,9 +102,6 @@ def _describe(row: pd.Series, stat: str) -> str:
     seeds = f", n={row['n_records']}" if row["n_records"] > 1 else ""
     digits = 4 if stat == "mauve" else 2
     return f"{label} {steps_text(row['steps'])} [{knobs}]: {name} {fmt_stat(row, stat, digits)}{seeds}"
-
-
-STAT_NAMES = {"gen_ppl": "gen PPL", "entropy": "entropy", "mauve": "MAUVE"}
 
 
 def _missing(what: str) -> str:

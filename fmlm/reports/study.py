@@ -10,14 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fmlm.experiment.run_folder import STUDY_FILE, STUDY_WEIGHTS
 from fmlm.files import read_json_dict, write_text_atomic
 from fmlm.reports.formatting import fmt_num, markdown_table
 from fmlm.reports.loading import load_results, load_timing
 
-STUDY_FILE = "study.json"
 TABLE_FILE = "study_table.md"
-WEIGHTS = {"teacher": "EMA", "teacher-raw": "raw"}
-"""Model name of a trial's records -> the weights they were sampled from."""
+WEIGHTS_LABELS = {"ema": "EMA", "model": "raw"}
+"""A trial's weights (``STUDY_WEIGHTS``) as the table names them."""
 
 
 def _trial_rows(study_dir: Path, trial: dict[str, Any], winners: dict[str, str]) -> list[dict[str, str]]:
@@ -28,7 +28,8 @@ def _trial_rows(study_dir: Path, trial: dict[str, Any], winners: dict[str, str])
     reference = frame[frame["model"] == "reference"]
     ref_mauve = fmt_num(reference["mauve"].iloc[0], 4) if len(reference) else "-"
     rows = []
-    for model, weights in WEIGHTS.items():
+    for which, model in STUDY_WEIGHTS.items():
+        weights = WEIGHTS_LABELS[which]
         sampled = frame[(frame["model"] == model) & (frame["sampler"] == "sde")]
         decoded = frame[(frame["model"] == model) & (frame["sampler"] == "decode")]
         if sampled.empty:
@@ -46,13 +47,9 @@ def _trial_rows(study_dir: Path, trial: dict[str, Any], winners: dict[str, str])
             "prepare s": fmt_num(timing.get("prepare data"), 0), "train s": fmt_num(timing.get("train teacher"), 0),
             "evaluate s": fmt_num(timing.get("evaluate"), 0),
             "won": ", ".join(g for g, w in winners.items() if w == trial["name"]
-                             and weights == _weights_label(trial)) or "",
+                             and which == trial.get("weights")) or "",
         })
     return rows
-
-
-def _weights_label(trial: dict[str, Any]) -> str:
-    return "EMA" if trial.get("weights") == "ema" else "raw"
 
 
 def study_table(study_dir: str | Path) -> str:
@@ -74,7 +71,7 @@ def study_table(study_dir: str | Path) -> str:
     if "winner" in study:
         w = study["winner"]
         lines += [f"Winner: **{w['name']}** ({' '.join(w['overrides']) or 'the preset'}), sampled from the "
-                  f"{'EMA' if w['weights'] == 'ema' else 'raw'} weights.", ""]
+                  f"{WEIGHTS_LABELS[w['weights']]} weights.", ""]
     return "\n".join(lines)
 
 
