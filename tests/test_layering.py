@@ -2,6 +2,7 @@
 count too), plus one runtime check that the reports load without torch.
 
 (a) ``fmlm.reports`` imports from ``fmlm`` only the run-folder contract (``fmlm.experiment.run_folder``),
+    the sweeps' choice rule (``fmlm.experiment.sweep_choice``, so the report names the value the run used),
     the file helpers (``fmlm.files``) and itself;
 (b) the torch-free modules (``TORCH_FREE``) import no torch, neither directly nor through the ``fmlm``
     modules they import (followed transitively; a package's ``__init__`` counts with the imports it makes
@@ -23,7 +24,7 @@ PACKAGE = ROOT / "fmlm"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("fmlm.config", "fmlm.files"),
-    ("fmlm.experiment.run_folder", "fmlm.math", "fmlm.data", "fmlm.evaluation"),
+    ("fmlm.experiment.run_folder", "fmlm.experiment.sweep_choice", "fmlm.math", "fmlm.data", "fmlm.evaluation"),
     ("fmlm.synthetic",),
     ("fmlm.nn",),
     ("fmlm.losses", "fmlm.samplers"),
@@ -44,7 +45,7 @@ the bottom layer."""
 PEERS = {frozenset({"fmlm.cli", "fmlm.commands"})}
 """Units of one layer that may import each other (the command line, in two files)."""
 
-REPORTS_MAY_IMPORT = ("fmlm.experiment.run_folder", "fmlm.files")
+REPORTS_MAY_IMPORT = ("fmlm.experiment.run_folder", "fmlm.experiment.sweep_choice", "fmlm.files")
 """What ``fmlm.reports`` may import from ``fmlm`` besides itself."""
 
 TORCH_PACKAGES = ("torch", "accelerate", "transformers")
@@ -144,7 +145,7 @@ def torch_chains(start: str) -> list[str]:
     return chains
 
 
-TORCH_FREE = sorted({"fmlm.experiment.run_folder", "fmlm.files", "fmlm.config",
+TORCH_FREE = sorted({"fmlm.experiment.run_folder", "fmlm.experiment.sweep_choice", "fmlm.files", "fmlm.config",
                      *(m for m in MODULES if m == "fmlm.reports" or m.startswith("fmlm.reports."))})
 
 

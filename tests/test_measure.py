@@ -1,23 +1,18 @@
 """Held-out latents through a decoder: the rows the reference uses, the accuracy, the texts; the held-out
-texts each record's MAUVE is computed against; the plan's sweeps on the validation seeds."""
+texts each record's MAUVE is computed against."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 
-import pytest
 import torch
 from torch import nn
 
-from fmlm.config import ConfigError
 from fmlm.evaluation.metrics import EvalResult, SampleRecord
 from fmlm.experiment import measure
-from fmlm.experiment.config import EvalConfig, ExperimentConfig
 from fmlm.experiment.measure import (NO_HOLDOUT_NOTE, NO_REFERENCE_NOTE, Scoring, _holdout_rows, _reference_rows,
                                      measure_reconstruction, measure_reference, with_references)
-from fmlm.experiment.plan import evaluation_plan
 from fmlm.experiment.run_folder import RECORD_SCHEMA
 
 
@@ -170,27 +165,3 @@ def test_the_schema_holds_the_new_keys_as_optional():
         kind, required, nullable = RECORD_SCHEMA[key]
         assert not required and nullable, key
         assert kind == ("str" if key == "mauve_features" else "int" if key.startswith("mauve_n") else "num"), key
-
-
-# --- the plan: hyperparameter sweeps on the validation seeds only ---
-
-
-def test_sweeps_are_sampled_on_the_validation_seeds_only():
-    cfg = ExperimentConfig()
-    cfg = dataclasses.replace(cfg, evaluation=dataclasses.replace(cfg.evaluation, seeds=(0, 1),
-                                                                  validation_seeds=(1000, 1001)))
-    plan = evaluation_plan(cfg)
-    sweeps = [(name, s) for name, s, sweep in plan if sweep in ("w", "gamma")]
-    others = [s for _, s, sweep in plan if sweep not in ("w", "gamma")]
-    assert {s.seed for _, s in sweeps} == {1000, 1001} and {s.seed for s in others} == {0, 1}
-    per_seed = len(cfg.evaluation.w_sweep) + len(cfg.evaluation.gamma_sweep) + 2  # each sweep plus its headline value
-    assert all(sum(s.seed == seed for _, s in sweeps) == per_seed for seed in (1000, 1001))
-    assert {name for name, _ in sweeps} == {"flow-map"}
-
-
-def test_validation_seeds_must_differ_from_the_headline_seeds():
-    assert EvalConfig().validation_seeds == (1000,)
-    with pytest.raises(ConfigError, match="validation_seeds: must be disjoint from evaluation.seeds; both hold 2"):
-        EvalConfig(seeds=(0, 2), validation_seeds=(2, 5))
-    with pytest.raises(ConfigError, match="evaluation.validation_seeds: must name at least one seed"):
-        EvalConfig(validation_seeds=())

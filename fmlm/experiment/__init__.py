@@ -3,7 +3,8 @@ and its measurements, and the run-folder contract.
 
     config.py      ExperimentConfig, StageConfig, EvalConfig, NetworkConfig (and older-layout upgrades)
     presets.py     embedded, quick, paper
-    plan.py        what is measured
+    plan.py        what is measured: the sweeps, then the headline at their chosen values
+    sweep_choice.py  the sweeps and the rule choosing their values (torch-free; the reports use it too)
     run_folder.py  the files of a run folder, their schema and helpers (torch-free; the reports read it)
     stages.py      building, checking and training one stage
     run.py         run_experiment: data -> stages -> measurements

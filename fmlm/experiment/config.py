@@ -15,6 +15,7 @@ the one flow, unequal ones are refused naming the sections.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -86,7 +87,7 @@ class EvalConfig:
     evaluator: str = "embedded"  # "embedded" (SmolLM2-135M) or a causal LM name/folder (paper: gpt2-large)
     n_samples: int = 128
     seeds: tuple[int, ...] = (0,)
-    # Sampling seeds of the w / gamma sweeps (hyperparameters are chosen there, never on ``seeds``)
+    # Sampling seeds of the w / gamma / churn sweeps (hyperparameters are chosen there, never on ``seeds``)
     validation_seeds: tuple[int, ...] = (1000,)
     score_batch: int = 16
     max_tokens: int = 1024  # evaluator tokens per sample (longer samples are truncated and counted)
@@ -104,7 +105,8 @@ class EvalConfig:
     sweep_steps: int = 4
     sweep_samples: int = 0  # samples per set of the sweeps (w, gamma, sc, ode) and decoder reconstructions (0 = n_samples)
     w_sweep: tuple[float, ...] = (1.0, 3.0)  # FMLM* at sweep_steps, besides flow_map_w
-    gamma_sweep: tuple[float, ...] = (0.0, 0.5)  # FMLM* at sweep_steps, besides its ctm_gamma
+    gamma_sweep: tuple[float, ...] = (0.0, 0.5)  # FMLM* and FMLM at sweep_steps, besides its ctm_gamma
+    churn_sweep: tuple[float, ...] = (0.5, 3.0)  # the teacher's SDE at teacher_steps, besides churn
     # The deterministic flows the flow maps distil (probability-flow ODE, Euler, no churn): ELF* at
     # flow_map_w and the no-SC teacher at these steps, the teacher at the largest (sweep "ode").
     ode_steps: tuple[int, ...] = (4, 32)
@@ -130,6 +132,8 @@ class EvalConfig:
             require(getattr(self, key) > 0, f"evaluation.{key}", f"must be > 0, got {getattr(self, key)}")
         require(all(w > 0 for w in self.w_sweep), "evaluation.w_sweep", "guidance scales must be > 0")
         require(self.churn >= 0, "evaluation.churn", f"must be >= 0, got {self.churn}")
+        bad = [c for c in self.churn_sweep if not (math.isfinite(c) and c >= 0)]
+        require(not bad, "evaluation.churn_sweep", f"churns must be finite and >= 0, got {bad[0] if bad else ''}")
         require(self.max_tokens >= 2, "evaluation.max_tokens",
                 f"must be >= 2 (a start token and one scored token), got {self.max_tokens}")
         require(all(s >= 0 for s in self.seeds), "evaluation.seeds", "seeds must be >= 0")

@@ -66,7 +66,7 @@ def embedded() -> ExperimentConfig:
         train_teacher=_cpu_train(500, 64, 2e-3),
         train_fixed_point=_cpu_train(100, 64, 1.25e-4),
         train_flow_map=_cpu_train(250, 64, 1.25e-4),
-        # ODE references at 32 steps only, every sweep (w, gamma, self-conditioning, ODE references, decoder
+        # ODE references at 32 steps only, every sweep (w, gamma, churn, self-conditioning, ODE references, decoder
         # reconstructions) on 64 samples, cold start up to N = 4: the run measured 2656 s with 128 rows per
         # decoder (~22 s each), 2500 s with the 4-step ODEs (47 s) and no decoders, and 2723 s with the
         # self-conditioning sweep and ODEs on 128 samples and N = 8 (65 evaluations per sample) as well.
@@ -89,7 +89,7 @@ def quick() -> ExperimentConfig:
         train_flow_map=_cpu_train(6, 16, log_every=2),
         evaluation=EvalConfig(n_samples=8, score_batch=8, sample_batch=8, max_tokens=128, teacher_steps=8,
                               fp_iterations=(1, 2), sc_sweep_steps=4, w_sweep=(1.0,), gamma_sweep=(0.0,),
-                              ode_steps=(4,), fixed_point_rows=8),
+                              churn_sweep=(0.5,), ode_steps=(4,), fixed_point_rows=8),
     )
 
 

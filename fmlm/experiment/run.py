@@ -15,11 +15,12 @@ from fmlm.evaluation.evaluator import check_evaluator_name, load_evaluator
 from fmlm.experiment import run_folder as rf
 from fmlm.experiment.config import ExperimentConfig
 from fmlm.experiment.measure import Scoring, measure_model, measure_reconstruction, measure_reference, with_references
-from fmlm.experiment.plan import evaluation_plan, untrained_network
+from fmlm.experiment.plan import Chosen, candidates, check_plan, evaluation_plan, sweep_plan, untrained_network
 from fmlm.experiment.presets import load_run_config
 from fmlm.experiment.probes import fixed_point_distances, guidance_response
 from fmlm.experiment.stages import run_stage
-from fmlm.files import write_json_atomic
+from fmlm.experiment.sweep_choice import SWEEPS, choose, sweep_points
+from fmlm.files import read_jsonl, write_json_atomic
 from fmlm.nn import Denoiser
 from fmlm.train import checkpoint as ckpt
 from fmlm.train.distributed import DistInfo, barrier, init_distributed, shutdown
@@ -103,7 +104,8 @@ def _measure_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, folder
                             else ckpt.load_denoiser(folders[name], "ema", device))
         return models[name]
 
-    for name, sampler, sweep in evaluation_plan(cfg):
+    chosen = measure_sweeps(cfg, scoring, model, folders)
+    for name, sampler, sweep in evaluation_plan(cfg, chosen):
         if name == "untrained" or name in folders:
             measure_model(scoring, name, model(name), sampler, e.samples_for(sweep), sweep)
     for name in (s for s in rf.STAGES if s in folders):  # each trained model's decoder on held-out latents
@@ -119,13 +121,38 @@ def _measure_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, folder
         write_json_atomic(guidance_path, result)
 
 
+def measure_sweeps(cfg: ExperimentConfig, scoring: Scoring, model, folders: dict) -> Chosen:
+    """Sample every sweep of a trained model on the validation seeds, in order, each at the values chosen
+    before it, and choose its value (``sweep_choice.choose``); returns the chosen values. A sweep whose
+    model was not trained, or whose points have no finite gen PPL, keeps the preset's value."""
+    e = cfg.evaluation
+    chosen: Chosen = {}
+    for sweep in SWEEPS:
+        if sweep.model not in folders:
+            continue
+        planned = [entry for seed in e.validation_seeds for entry in sweep_plan(cfg, sweep, seed, chosen)]
+        for name, sampler, tag in planned:
+            measure_model(scoring, name, model(name), sampler, e.samples_for(tag), tag)
+        ids = {rf.record_id(name, sampler, model(name).config.guidance_tokens > 0, tag)
+               for name, sampler, tag in planned}
+        records, _ = read_jsonl(scoring.run_dir / rf.RESULTS_FILE, strict=False)
+        mine = [r for _, r in records if r.get("id") in ids]
+        pick = choose(sweep_points(mine, sweep, e.validation_seeds, candidates(cfg, sweep)))
+        if pick is not None:
+            chosen[sweep] = pick[0]
+            label = rf.MODEL_LABELS.get(sweep.model, sweep.model)
+            print(f"chosen on validation seeds {list(e.validation_seeds)}: {label} {sweep.knob} = {pick[0]:g} "
+                  f"(by {'MAUVE' if pick[1] == 'mauve' else 'gen PPL'})")
+    return chosen
+
+
 def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, *, device: str = "auto", progress: bool = True,
                    stages: tuple[str, ...] = rf.STAGES) -> Path:
     """Prepare data, train ``stages`` (under torchrun: on every process), then measure on rank 0."""
     run_dir = Path(run_dir)
     rf.check_writable_run_dir(run_dir)
     stages = rf.check_stages(stages)
-    evaluation_plan(cfg)  # every sampler setting is built, so checked, before any work
+    check_plan(cfg)  # every sampler setting any choice can lead to is built, so checked, before any work
     check_evaluator_name(cfg.evaluation.evaluator, "evaluation.evaluator")
     info = init_distributed(device)
     if info.is_main:

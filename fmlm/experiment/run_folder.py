@@ -113,8 +113,10 @@ RECORD_SCHEMA: dict[str, tuple[str, bool, bool]] = {
 """The keys of a ``results.jsonl`` record; other keys are allowed and kept. The distribution metrics are
 optional, so a run folder written before they were measured still loads (its values are NaN / None)."""
 
-RECORD_KEYS = ("evaluator", "n_samples", "sweep_samples", "max_tokens", "fixed_point_rows")
-"""Evaluation settings a recorded measurement depends on without naming them in its id."""
+RECORD_KEYS = ("evaluator", "n_samples", "sweep_samples", "max_tokens", "fixed_point_rows",
+               "validation_seeds", "sweep_steps", "w_sweep", "gamma_sweep", "churn_sweep")
+"""Evaluation settings a recorded measurement depends on without naming them in its id (the last five
+decide the values the hyperparameter sweeps choose, at which the headline settings are sampled)."""
 
 
 def is_run_folder(path: Path | str) -> bool:

@@ -38,7 +38,7 @@ TABLES = {
     "guidance_table.md": "Guidance response of the teacher",
     "decoder_table.md": "Decoders alone: held-out latents decoded",
     "diversity_table.md": "Diversity and MAUVE beside gen PPL and entropy",
-    "sweep_table.md": "w / gamma sweeps: the chosen values and the seeds they came from",
+    "sweep_table.md": "w / gamma / churn sweeps: the chosen values, the seeds they came from, the headline's",
 }
 RUN_KIND_TABLES = {
     "released_table.md": "Released models: ours beside the paper's quoted numbers",
@@ -46,7 +46,7 @@ RUN_KIND_TABLES = {
 """Tables written only for the run folders they describe (records with ``scoring == "paper"``)."""
 PLOTS = {
     "ppl_vs_steps.png": "gen PPL vs steps",
-    "ppl_vs_entropy.png": "gen PPL vs entropy (w / gamma sweeps)",
+    "ppl_vs_entropy.png": "gen PPL vs entropy (w / gamma / churn sweeps)",
     "training_curves.png": "training loss per stage",
     "mauve_vs_steps.png": "MAUVE vs steps",
 }

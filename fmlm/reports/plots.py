@@ -1,4 +1,4 @@
-"""PNG plots of a run: gen PPL vs steps, gen PPL vs entropy along the w / gamma sweeps, MAUVE vs steps,
+"""PNG plots of a run: gen PPL vs steps, gen PPL vs entropy along the w / gamma / churn sweeps, MAUVE vs steps,
 training curves.
 
 Figures are built with ``matplotlib.figure.Figure`` and the Agg canvas (no
@@ -19,11 +19,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from fmlm.experiment.run_folder import MODEL_LABELS, ODE_SWEEP
+from fmlm.experiment.sweep_choice import SWEEP_TAGS
 from fmlm.files import save_figure_atomic
 from fmlm.reports.formatting import fmt_num, missing, steps_text
-
-SWEEPS = ("w", "gamma")
-
 
 def _figure(width: float = 6.4, height: float = 4.4) -> Figure:
     fig = Figure(figsize=(width, height))
@@ -99,12 +97,12 @@ def ppl_vs_steps(summary: pd.DataFrame, path: Path) -> list[str]:
 
 
 def ppl_vs_entropy(summary: pd.DataFrame, path: Path) -> list[str]:
-    """Gen PPL against entropy along the w and gamma sweeps; each point annotated with its value."""
+    """Gen PPL against entropy along the hyperparameter sweeps; each point annotated with its value."""
     if summary.empty:
         return [f"{path.name}: not written (no results)"]
-    sweeps = summary[summary["sweep"].isin(SWEEPS)]
+    sweeps = summary[summary["sweep"].isin(SWEEP_TAGS)]
     if sweeps.empty:
-        return [f"{path.name}: not written (no records with sweep in {list(SWEEPS)})"]
+        return [f"{path.name}: not written (no records with sweep in {list(SWEEP_TAGS)})"]
     notes: list[str] = []
     fig = _figure()
     ax = fig.add_subplot()
@@ -134,7 +132,7 @@ def ppl_vs_entropy(summary: pd.DataFrame, path: Path) -> list[str]:
     ax.set_yscale("log")
     ax.set_xlabel("unigram entropy per sample (nats)")
     ax.set_ylabel("generative perplexity (log scale)")
-    ax.set_title("gen PPL vs entropy as w / gamma vary")
+    ax.set_title("gen PPL vs entropy as w / gamma / churn vary")
     ax.legend(fontsize="x-small")
     save_figure_atomic(fig, path)
     return notes

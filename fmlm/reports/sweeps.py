@@ -1,8 +1,9 @@
-"""The w / gamma sweeps of FMLM*: every point, the value each sweep chooses, and the seeds it came from.
+"""The hyperparameter sweeps (FMLM*'s w and gamma, FMLM's gamma, the teacher's churn): every point, the
+value each sweep chooses, the seeds it came from, and the value the headline used.
 
-Choice rule, fixed before any run is seen: the highest MAUVE when every point of the sweep has a finite
-MAUVE, else the lowest gen PPL (finite values only). "Lowest gen PPL at a healthy entropy" is not the
-rule: gen PPL rewards repetition, and MAUVE, when measured, does not.
+The choice rule is the run's own (``fmlm.experiment.sweep_choice.choose``): the highest MAUVE when every
+point of the sweep has a finite MAUVE, else the lowest gen PPL (finite values only), so the report
+names the value the run sampled its headline at.
 
 Seeds: a run samples the sweeps on its validation seeds (``evaluation.validation_seeds``), disjoint
 from the headline seeds, so the chosen value is not fitted to the numbers it is reported beside. The
@@ -19,11 +20,13 @@ from typing import Any
 import pandas as pd
 
 from fmlm.experiment.run_folder import MODEL_LABELS
+from fmlm.experiment.sweep_choice import SWEEP_TAGS, Point
+from fmlm.experiment.sweep_choice import choose as choose_point
 from fmlm.reports.aggregate import headline, summarize
 from fmlm.reports.formatting import NOT_MEASURED, fmt_stat, markdown_table, missing, steps_text
 
-SWEEPS = ("w", "gamma")
-"""The sweep tags of the hyperparameter sweeps (their values are the record's ``w`` / ``gamma``)."""
+KNOBS = ("w", "gamma", "churn")
+"""The sampler knobs a sweep row shows."""
 
 
 def headline_seeds(results: pd.DataFrame) -> list[int]:
@@ -39,25 +42,22 @@ def split_seeds(seeds: list[int], headline: list[int]) -> tuple[list[int], list[
     return sorted(set(seeds) - set(headline)), sorted(set(seeds) & set(headline))
 
 
+def _mean(row: pd.Series, stat: str) -> float | None:
+    value = float(row[f"{stat}_mean"])
+    return value if math.isfinite(value) else None
+
+
 def criterion(points: pd.DataFrame) -> str:
     """``"mauve"`` when every point of the sweep has a finite MAUVE, else ``"gen_ppl"``."""
-    mauve = points["mauve_mean"].astype(float)
-    return "mauve" if (points["n_mauve"] > 0).all() and mauve.map(math.isfinite).all() else "gen_ppl"
+    return "mauve" if all(_mean(r, "mauve") is not None and r["n_mauve"] > 0 for _, r in points.iterrows()) \
+        else "gen_ppl"
 
 
 def choose(points: pd.DataFrame, sweep: str) -> tuple[Any, str] | None:
-    """``(value, metric)`` of the sweep point with the highest MAUVE when every point has a finite MAUVE
-    (metric ``"mauve"``), else with the lowest finite gen PPL (``"gen_ppl"``); None when no point qualifies.
-    ``points``: summary rows of one sweep."""
-    if points.empty:
-        return None
-    metric = criterion(points)
-    values = points[f"{metric}_mean"].astype(float)
-    finite = values.map(math.isfinite)
-    if not finite.any():
-        return None
-    best = values[finite].idxmax() if metric == "mauve" else values[finite].idxmin()
-    return points.loc[best, sweep], metric
+    """``(value, metric)`` of the sweep by the run's rule (``sweep_choice.choose``); None when no point
+    qualifies. ``points``: summary rows of one sweep."""
+    return choose_point(Point(float(r[sweep]), _mean(r, "mauve") if r["n_mauve"] > 0 else None,
+                              _mean(r, "gen_ppl")) for _, r in points.iterrows())
 
 
 def margin_note(points: pd.DataFrame, sweep: str, metric: str) -> str:
@@ -77,10 +77,6 @@ def margin_note(points: pd.DataFrame, sweep: str, metric: str) -> str:
     name = "MAUVE" if metric == "mauve" else "gen PPL"
     return (f" Its {name} margin over {sweep} = {float(runner[sweep]):g} ({gap:.3g}) is smaller than the std over "
             f"seeds ({max(stds):.3g}): the sweep does not separate these values.")
-
-
-def _fixed_knob(sweep: str) -> str:
-    return "gamma" if sweep == "w" else "w"
 
 
 def _seed_sentence(validation: list[int], on_headline: list[int], ignored: list[int]) -> str:
@@ -106,11 +102,11 @@ def sweep_section(results: pd.DataFrame, summary: pd.DataFrame, model: str, swee
     validation, on_headline = split_seeds(sorted({int(s) for s in mine["seed"]}), headline_seeds(results))
     used = mine[mine["seed"].isin(validation)] if validation else mine
     points = summarize(used).sort_values(sweep, na_position="last")
-    fixed = _fixed_knob(sweep)
+    fixed = [k for k in KNOBS if k != sweep and k in points and not points[k].map(missing).all()]
     rows = []
     for _, r in points.iterrows():
         rows.append({sweep: "-" if missing(r[sweep]) else f"{float(r[sweep]):g}",
-                     fixed: "-" if missing(r[fixed]) else f"{float(r[fixed]):g}",
+                     **{k: "-" if missing(r[k]) else f"{float(r[k]):g}" for k in fixed},
                      "seeds": str(list(r["seeds"])), "n": str(r["n_records"]),
                      "gen PPL": fmt_stat(r, "gen_ppl"), "entropy": fmt_stat(r, "entropy"),
                      "MAUVE": NOT_MEASURED if r["n_mauve"] == 0 else fmt_stat(r, "mauve", 3),
@@ -124,9 +120,13 @@ def sweep_section(results: pd.DataFrame, summary: pd.DataFrame, model: str, swee
         value, metric = chosen
         rule = ("by the highest MAUVE" if metric == "mauve"
                 else "by the lowest gen PPL; MAUVE is not measured at every point")
+        used_value = _headline_value(summary, model, steps, sweep)
+        agrees = ("the chosen value" if used_value == f"{float(value):g}" else
+                  "NOT the chosen value (the headline was sampled before the run applied its sweeps' choices)"
+                  if used_value != NOT_MEASURED else "")
         verdict = (f"**Chosen {sweep} = {float(value):g}** ({rule}).{margin_note(points, sweep, metric)} "
-                   f"The headline {label} at {steps_text(steps)} uses {sweep} = "
-                   f"{_headline_value(summary, model, steps, sweep)}.")
+                   f"The headline {label} at {steps_text(steps)} uses {sweep} = {used_value}"
+                   f"{', ' + agrees if agrees else ''}.")
     title = f"### {label} ({model}), {sweep} sweep at {steps_text(steps)}"
     parts = [title, markdown_table(rows, list(rows[0])), verdict,
              _seed_sentence(validation, on_headline, on_headline if validation else [])]
@@ -134,13 +134,15 @@ def sweep_section(results: pd.DataFrame, summary: pd.DataFrame, model: str, swee
 
 
 def sweep_table(results: pd.DataFrame, summary: pd.DataFrame) -> str:
-    """Every w / gamma sweep of the run (``sweep_section``), with the choice rule stated once."""
+    """Every hyperparameter sweep of the run (``sweep_section``), with the choice rule stated once."""
     rule = ("Choice rule (fixed in advance): the highest MAUVE when every point of a sweep has one, else the "
-            "lowest gen PPL. Lowest gen PPL at a healthy entropy is not the rule: gen PPL rewards repetition. "
+            "lowest gen PPL; a tie goes to the smaller value. Lowest gen PPL at a healthy entropy is not the rule: "
+            "gen PPL rewards repetition. The sweeps run in order (FMLM* w, FMLM* gamma at the chosen w, FMLM "
+            "gamma, ELF churn), and the run samples its headline settings at the chosen values. "
             "Cells: mean ± sample std over the seeds used.")
-    if results.empty or not results["sweep"].isin(SWEEPS).any():
-        return f"{rule}\n\nNo records with `sweep` in {list(SWEEPS)}: {NOT_MEASURED}.\n"
-    sweeps = results[results["sweep"].isin(SWEEPS)]
+    if results.empty or not results["sweep"].isin(SWEEP_TAGS).any():
+        return f"{rule}\n\nNo records with `sweep` in {list(SWEEP_TAGS)}: {NOT_MEASURED}.\n"
+    sweeps = results[results["sweep"].isin(SWEEP_TAGS)]
     keys = list(dict.fromkeys(zip(sweeps["model"], sweeps["sweep"], sweeps["steps"])))
     sections = [sweep_section(results, summary, m, s, int(n)) for m, s, n in keys]
     return "\n\n".join([rule, *sections]) + "\n"

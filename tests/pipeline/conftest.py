@@ -33,5 +33,5 @@ def tiny_paper_config(tmp_path, text_folder, gpt2_folder):
         f"evaluation.evaluator={gpt2_folder}", "evaluation.n_samples=2", "evaluation.sample_batch=2",
         "evaluation.score_batch=2", "evaluation.max_tokens=48", "evaluation.teacher_steps=3",
         "evaluation.fp_iterations=[1,2]", "evaluation.sc_sweep_steps=2", "evaluation.w_sweep=[1.0]",
-        "evaluation.gamma_sweep=[0.0]", "evaluation.fixed_point_rows=2", "evaluation.ode_steps=[1,3]",
+        "evaluation.gamma_sweep=[0.0]", "evaluation.churn_sweep=[0.5]", "evaluation.fixed_point_rows=2", "evaluation.ode_steps=[1,3]",
     ])

@@ -7,7 +7,30 @@ import shutil
 from fmlm.data import EncodedRows, load_meta as data_meta, prepare, rows_for
 from fmlm.experiment.run import run_experiment
 from fmlm.train import checkpoint as ckpt
+from fmlm.experiment.plan import candidates
+from fmlm.experiment.sweep_choice import SWEEPS, Sweep, choose, sweep_points
 from tests.pipeline.conftest import tiny_paper_config
+
+
+def chosen_values(records: list[dict], cfg) -> dict:
+    """Each sweep's choice from the validation-seed records, checked against the headline records it set."""
+    e = cfg.evaluation
+    chosen = {}
+    for sweep in SWEEPS:
+        mine = [r for r in records if r["model"] == sweep.model and r["sweep"] == sweep.knob]
+        assert {r["seed"] for r in mine} == set(e.validation_seeds)
+        assert sorted(r[sweep.knob] for r in mine) == sorted(candidates(cfg, sweep))
+        chosen[sweep] = choose(sweep_points(mine, sweep, e.validation_seeds))[0]
+    gamma_sweep = [r for r in records if r["model"] == "flow-map" and r["sweep"] == "gamma"]
+    assert {r["w"] for r in gamma_sweep} == {chosen[Sweep("flow-map", "w")]}  # swept at the chosen w
+    heads = [r for r in records if r["sweep"] is None]
+    assert {r["seed"] for r in heads if r["model"] != "reference"} == set(e.seeds)
+    assert {r["w"] for r in heads if r["model"] == "flow-map"} == {chosen[Sweep("flow-map", "w")]}
+    for model in ("flow-map", "flow-map-nosc"):
+        at_sweep = [r["gamma"] for r in heads if r["model"] == model and r["steps"] == e.sweep_steps]
+        assert at_sweep == [chosen[Sweep(model, "gamma")]], model
+    assert {r["churn"] for r in heads if r["sampler"] == "sde"} == {chosen[Sweep("teacher", "churn")]}
+    return chosen
 
 
 def test_paper_preset_runs_all_stages_at_tiny_size(tmp_path, text_folder, tiny_gpt2):
@@ -30,8 +53,10 @@ def test_paper_preset_runs_all_stages_at_tiny_size(tmp_path, text_folder, tiny_g
         assert len(per_sample) == r["n_samples"]
     ctm = [r for r in records if r["model"] == "flow-map" and r["sweep"] is None]
     assert sorted(r["steps"] for r in ctm) == [1, 2, 4] and all(r["nfe"] == r["steps"] + 1 for r in ctm)
+    chosen = chosen_values(records, cfg)
     ode = sorted((r["model"], r["steps"], r["sampler"], r["w"]) for r in records if r["sweep"] == "ode")
-    assert ode == [("fixed-point", 1, "euler", 5.0), ("fixed-point", 3, "euler", 5.0), ("teacher", 3, "euler", 3.0),
+    w = chosen[Sweep("flow-map", "w")]
+    assert ode == [("fixed-point", 1, "euler", w), ("fixed-point", 3, "euler", w), ("teacher", 3, "euler", 3.0),
                    ("teacher-nosc", 1, "euler", None), ("teacher-nosc", 3, "euler", None)]
     reference = next(r for r in records if r["model"] == "reference")
     decoded = {r["model"]: r for r in records if r["sweep"] == "decode"}

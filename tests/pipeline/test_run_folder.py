@@ -32,7 +32,7 @@ def test_more_settings_are_accepted_and_a_field_new_to_the_folder_too(tmp_path):
     old = json.loads((tmp_path / "experiment.json").read_text())
     del old["evaluation"]["ode_steps"]  # a folder written before the field existed
     (tmp_path / "experiment.json").write_text(json.dumps(old))
-    more = dataclasses.replace(cfg, evaluation=dataclasses.replace(cfg.evaluation, ode_steps=(1, 4), w_sweep=(1.0, 2.0)))
+    more = dataclasses.replace(cfg, evaluation=dataclasses.replace(cfg.evaluation, ode_steps=(1, 4), fp_iterations=(1, 2, 3)))
     bind_run_folder(tmp_path, more)
     assert json.loads((tmp_path / "experiment.json").read_text()) == to_dict(more)
 
@@ -57,6 +57,9 @@ def test_a_training_field_new_to_the_folder_counts_as_its_default(tmp_path):
         lambda c: dataclasses.replace(c, evaluation=dataclasses.replace(c.evaluation, n_samples=16)),
         lambda c: dataclasses.replace(c, evaluation=dataclasses.replace(c.evaluation, max_tokens=64)),
         lambda c: dataclasses.replace(c, evaluation=dataclasses.replace(c.evaluation, evaluator="gpt2")),
+        # the sweeps' candidates decide the chosen values, and so the headline settings
+        lambda c: dataclasses.replace(c, evaluation=dataclasses.replace(c.evaluation, w_sweep=(1.0, 2.0))),
+        lambda c: dataclasses.replace(c, evaluation=dataclasses.replace(c.evaluation, validation_seeds=(7,))),
         lambda c: dataclasses.replace(c, train_teacher=dataclasses.replace(c.train_teacher, max_steps=13)),
     ],
 )

@@ -123,3 +123,24 @@ def _cells(line: str) -> list[str]:
         escaped = ch == "\\" and not escaped
     cells.append(cell)
     return cells[1:-1]
+
+
+def report_in_fresh_python(run: Path):
+    """Build ``run``'s report in a fresh interpreter that then fails (non-zero exit, the offending modules on
+    stderr) if torch or an ``fmlm`` module the reports may not import was loaded; prints the report path."""
+    import subprocess
+    import sys
+
+    from tests.test_layering import REPORTS_MAY_IMPORT
+
+    ok = {"fmlm", "fmlm.experiment", *REPORTS_MAY_IMPORT}
+    code = (
+        "import sys, fmlm.reports; from pathlib import Path\n"
+        f"path = fmlm.reports.build_report(Path({str(run)!r}))\n"
+        f"ok = {sorted(ok)!r}\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or (m.split('.')[0] == 'fmlm' "
+        "and m not in ok and not m.startswith('fmlm.reports')))\n"
+        "print(path); assert not bad, bad\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)

@@ -11,7 +11,7 @@ from fmlm.reports.__main__ import main
 from fmlm.reports.aggregate import summarize
 from fmlm.reports.build import PLOTS, TABLES
 from fmlm.reports.plots import ppl_vs_entropy
-from tests.reports.fake_run import full_records, record, write_run
+from tests.reports.fake_run import full_records, record, report_in_fresh_python, write_run
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -47,7 +47,7 @@ def test_only_the_teacher_finished(tmp_path):
     text = report.read_text()
     for line in ("- no results for FMLM* (flow-map)", "- timing.json is missing",
                  "- fixed_point.json is missing (optional)", "- no training curves",
-                 "ppl_vs_entropy.png: not written (no records with sweep in ['w', 'gamma'])",
+                 "ppl_vs_entropy.png: not written (no records with sweep in ['w', 'gamma', 'churn'])",
                  "training_curves.png: not written"):
         assert line in text, line
     assert "not measured" in (tmp_path / "out" / "main_table.md").read_text()
@@ -105,15 +105,7 @@ def test_cli_prints_the_report_path(tmp_path, capsys):
 
 def test_reports_never_imports_torch(tmp_path):
     run = write_run(tmp_path / "run", full_records(), fixed_point=FP)
-    code = (
-        "import sys, fmlm.reports; from pathlib import Path\n"
-        f"path = fmlm.reports.build_report(Path({str(run)!r}))\n"
-        "ok = {'fmlm', 'fmlm.experiment', 'fmlm.experiment.run_folder', 'fmlm.files'}\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'torch' or (m.split('.')[0] == 'fmlm' "
-        "and m not in ok and not m.startswith('fmlm.reports')))\n"
-        "print(path); assert not bad, bad\n"
-    )
-    proc = _run_python("-c", code)
+    proc = report_in_fresh_python(run)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("report.md")
 

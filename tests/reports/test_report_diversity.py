@@ -80,7 +80,7 @@ def test_the_sweep_chooses_by_mauve_not_by_gen_ppl(tmp_path):
     text = sweep_table(results, summary)
     assert "**Chosen w = 3** (by the highest MAUVE)" in text  # w = 5 has the lowest gen PPL (100)
     assert "**Chosen gamma = 1** (by the lowest gen PPL; MAUVE is not measured at every point)" in text
-    assert "The headline FMLM* at 1 step uses w = 5." in text
+    assert "The headline FMLM* at 1 step uses w = 5, NOT the chosen value" in text  # recorded before the choice
     assert text.count("Sampled on the headline seed [0], as recorded") == 2
 
 
