@@ -9,6 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from fmlm.experiment.run_folder import FEW_STEP_MODELS, MODEL_LABELS
+from fmlm.experiment.sweep_choice import SWEEP_TAGS
 from fmlm.reports.aggregate import headline
 from fmlm.reports.formatting import (NOT_MEASURED, fmt_num, fmt_ppl_entropy, fmt_setting, fmt_stat, markdown_table,
                                      steps_text)
@@ -67,6 +68,10 @@ def main_table(summary: pd.DataFrame) -> str:
             used.append(f"- {MODEL_LABELS[model]} at {steps_text(r['steps'])}: sampler {_sampler_tag(r)}; "
                         f"NFE {fmt_num(r['nfe_mean'], 0)}; seeds {list(r['seeds'])}")
     parts.append("Headline settings used:\n" + ("\n".join(used) if used else f"- none ({NOT_MEASURED})"))
+    if not summary.empty and summary["sweep"].isin(SWEEP_TAGS).any():
+        parts.append("Where a setting was swept (w, gamma at the swept step count, the SDE's churn), the run chose "
+                     "its value on the sweep's seeds and sampled the headline at it; `sweep_table.md` has every "
+                     "point, the value chosen and whether the headline used it.")
     parts.append("### Teacher, ELF*, references (at their own step counts)\n\n" + side_table(summary))
     return "\n\n".join(parts) + "\n"
 
