@@ -1,5 +1,5 @@
-"""What the benchmarks share: the machine description, interleaved timing, peak memory,
-the same-shaped random networks of a preset, and writing JSON + markdown results.
+"""What the benchmarks share: the machine description, the precision context, interleaved timing,
+peak memory, the same-shaped random networks of a preset, and writing JSON + markdown results.
 
 Timing: every case is run once to warm up, then ``repeats`` rounds run every case once
 each, the order rotated by one case per round (A, B, C / B, C, A / ...), so that a change
@@ -16,6 +16,7 @@ is reported beside it for the whole process.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -88,6 +89,18 @@ def machine_text(info: dict) -> str:
     if "gpu" in info:
         text += f" ({info['gpu']})"
     return text + f"; load average at start {info['load_average_at_start']}."
+
+
+def header(title: str, payload: dict) -> list[str]:
+    """A results file's first lines: its title, the command that produced it, the machine."""
+    return [f"# {title}", "", f"Produced by `{payload['command']}`.", "", machine_text(payload["machine"]), ""]
+
+
+def autocast_for(device: torch.device, precision: str):
+    """bf16 autocast on CUDA under ``auto`` or ``bf16`` (as the trainer), else nothing."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def synchronize(device: torch.device) -> None:
@@ -195,6 +208,26 @@ def networks(preset_name: str, length: int, device: torch.device, names: tuple[s
     chosen = names or tuple(configs)
     torch.manual_seed(0)
     return {name: random_weights(Denoiser(configs[name]), i).to(device).eval() for i, name in enumerate(chosen)}
+
+
+ROLE_STAGES = {"teacher": "teacher", "teacher-nosc": "teacher-nosc", "elf-star": "fixed-point",
+               "fmlm-star": "flow-map", "fmlm": "flow-map-nosc"}
+"""The run-folder stage whose trained weights each role's network is."""
+
+
+def trained_networks(run_dir: str | Path, device: torch.device) -> tuple[dict[str, Denoiser], dict[str, dict]]:
+    """Each role's trained EMA network from the stage checkpoints of run folder ``run_dir``, and per role
+    where it came from (checkpoint folder, step). A missing stage is refused naming its folder."""
+    from fmlm.train import checkpoint as ckpt
+
+    models, sources = {}, {}
+    for role, stage in ROLE_STAGES.items():
+        folder = Path(run_dir) / "stages" / stage / "checkpoint"
+        if not folder.is_dir():
+            raise SystemExit(f"--weights: {folder} does not exist (train the run's stages first)")
+        models[role] = ckpt.load_denoiser(folder, "ema", device).eval()
+        sources[role] = {"checkpoint": str(folder), "step": ckpt.read_meta(folder).step}
+    return models, sources
 
 
 def command_line() -> str:

@@ -2,15 +2,18 @@
 
     python benchmarks/sampling.py                                   # embedded preset shapes, CPU
     python benchmarks/sampling.py --preset paper --device cuda --batch 64 --length 1024
-    python benchmarks/sampling.py --threads 1 --profile 12 \\
+    python benchmarks/sampling.py --threads 1 --profile 12 --weights runs/embedded \\
         --out benchmarks/results/sampling_cpu.json --markdown benchmarks/results/sampling_cpu.md
 
 Samplers (settings from the preset's evaluation section): the teacher's SDE with warm
 self-conditioning at ``teacher_steps`` (the reference row), the teacher's cold start with
 N = ``fp_iterations`` fixed-point iterations at ``sc_sweep_steps`` flow steps (``--cold-steps``),
 ELF* (the SDE without self-conditioning), FMLM* and FMLM with CTM gamma-sampling at
-``flow_map_steps``. Every network is random (``bench_common.networks``): the cost of sampling
-does not depend on what the weights learnt.
+``flow_map_steps``. The networks are random (``bench_common.networks``), or with ``--weights RUN_DIR``
+the trained EMA networks of a run folder's stages (``bench_common.trained_networks``). The cost of
+the network passes does not depend on what the weights learnt; the decoder pass's bf16 screen
+(``fmlm.nn.head_argmax``) does: it scores in fp32 only the ids its bound cannot rule out, and a
+trained head's logits rule out more than a random one's.
 
 Per sampler: network evaluations per sample (the final decoder pass included), the median
 wall time of ``fmlm.samplers.generate`` over ``--repeats`` interleaved rounds after a warm-up
@@ -27,7 +30,9 @@ the speed-up of few-step samplers: the decoder pass is the same for every sample
 
 Speed work (each pair measured interleaved in one set of rounds): the previous code paths
 (per-evaluation finite check, the whole logits tensor in the decoder pass, noise drawn as
-per-sample tensors then stacked) against the current defaults; each of the three alone;
+per-sample tensors then stacked) against the current defaults; each of the three alone; the
+decoder pass's argmax over 256-token chunks of whole logits against tiles of them, in fp32 and through
+the bf16 screen (``fmlm.nn.head_argmax``, the same ids);
 ``torch.compile`` (``--compile``) against eager. ``--profile N`` adds the N top operators by
 self time (``torch.profiler``) of the reference row and FMLM* 1 step, previous and current.
 """
@@ -43,11 +48,13 @@ import time
 import torch
 
 from bench_common import (
-    DIMS, fmt, interleaved, machine, machine_text, max_rss_bytes, median, mib, networks, peak_memory,
+    DIMS, autocast_for, fmt, header, interleaved, machine, max_rss_bytes, median, mib, networks, trained_networks,
+    peak_memory,
     command_line, write_results,
 )
 from fmlm.experiment import PRESETS, preset
 from fmlm.nn.denoiser import DECODE_CHUNK_TOKENS, compile_denoiser
+from fmlm.nn.head_argmax import COL_TILE, bf16_screen_pays
 from fmlm.reports.formatting import markdown_table
 from fmlm.samplers import NoiseStreams, batch_sampler, generate, sampler_for
 from fmlm.samplers.common import guidance_of
@@ -79,13 +86,6 @@ def sampler_cases(preset_name: str, batch: int, cold_steps: int | None) -> list[
             setting = {"kind": "ctm", "steps": steps, "gamma": gamma, "w": e.flow_map_w, "batch_size": batch}
             cases.append(Case(f"{name} {steps} step{'s' if steps > 1 else ''} (CTM)", role, setting))
     return cases
-
-
-def autocast_for(device: torch.device, precision: str):
-    """bf16 autocast on CUDA under ``auto`` or ``bf16`` (as the trainer), else nothing."""
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def stacked_draw(self: NoiseStreams) -> torch.Tensor:
@@ -205,8 +205,12 @@ def speed_work(models, cases, exp, args, device) -> list[dict]:
     ones = torch.ones(args.batch, device=device)
     decoder = {
         "decoder pass | whole logits, then argmax": lambda: model(z, ones, decode=True).argmax(-1),
-        f"decoder pass | token_ids, {DECODE_CHUNK_TOKENS}-token chunks": lambda: model.token_ids(z, ones),
-        "decoder pass | token_ids, 1024-token chunks": lambda: model.token_ids(z, ones, chunk_tokens=1024),
+        f"decoder pass | {CHUNKS_OF_WHOLE_LOGITS}": lambda: model.token_ids(z, ones, chunk_tokens=PREVIOUS_CHUNK,
+                                                                           vocab_tile=None, screen=False),
+        f"decoder pass | {TILES}": lambda: model.token_ids(z, ones, screen=False),
+        f"decoder pass | {SCREEN}": lambda: model.token_ids(z, ones, screen=True),
+        "decoder pass | token_ids, 1024-token chunks, fp32": lambda: model.token_ids(z, ones, chunk_tokens=1024,
+                                                                                   screen=False),
     }
     decoder = {name: _no_grad(fn, device, args.precision) for name, fn in decoder.items()}
     fns.update(decoder)
@@ -241,8 +245,15 @@ def speed_work(models, cases, exp, args, device) -> list[dict]:
     return rows + _identity_rows(models, (ref, one), exp, args, device)
 
 
+PREVIOUS_CHUNK = 256  # token_ids' chunk before the tiles
+CHUNKS_OF_WHOLE_LOGITS = f"token_ids, {PREVIOUS_CHUNK}-token chunks of whole fp32 logits (previous)"
+TILES = f"token_ids, {DECODE_CHUNK_TOKENS} x {COL_TILE} tiles, fp32"
+SCREEN = f"token_ids, {DECODE_CHUNK_TOKENS} x {COL_TILE} tiles, bf16 screen + fp32 candidates"
+
 SPEEDUP_OF = {
     "current": ("previous", "this"),  # previous time / current time
+    TILES: (CHUNKS_OF_WHOLE_LOGITS, "this"),  # what the vocabulary tiles alone save
+    SCREEN: (TILES, "this"),  # what the bf16 screen saves on top of the tiles
     "per-evaluation checks only": ("this", "current"),  # what check-once-per-call alone saves
     "stacked noise only": ("this", "current"),  # what the in-place draw alone saves
     "torch.compile": ("current", "this"),
@@ -318,6 +329,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (inductor) against eager")
     parser.add_argument("--profile", type=int, default=0, help="top operators to report from torch.profiler (0: none)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    parser.add_argument("--weights", default=None, metavar="RUN_DIR",
+                        help="a run folder whose trained stage checkpoints to time (default: random weights)")
     parser.add_argument("--out", default=None, help="JSON results file")
     parser.add_argument("--markdown", default=None, help="markdown results file (default: print it)")
     args = parser.parse_args(argv)
@@ -333,7 +346,10 @@ def main(argv=None) -> None:
     device = torch.device(args.device)
     exp = preset(args.preset)
     args.length = args.length or exp.data.row_len
-    models = networks(args.preset, args.length, device)
+    if args.weights:
+        models, sources = trained_networks(args.weights, device)
+    else:
+        models, sources = networks(args.preset, args.length, device), None
     cases = sampler_cases(args.preset, args.batch, args.cold_steps or None)
     fns = {c.label: sample_fn(models[c.role], c, exp, args.batch, args.length, device, args.precision) for c in cases}
     costs = cost_fns(models, exp, args.batch, args.length, device, args.precision)
@@ -350,7 +366,8 @@ def main(argv=None) -> None:
         "machine": machine(device), "command": command_line(),
         "settings": {"preset": args.preset, "batch": args.batch, "length": args.length, "repeats": args.repeats,
                      "precision": args.precision, "device": str(device), "dims": DIMS[args.preset],
-                     "memory": "not measured" if args.no_memory else _memory_method(device)},
+                     "memory": "not measured" if args.no_memory else _memory_method(device),
+                     "decoder_argmax": SCREEN if bf16_screen_pays(device) else TILES, "weights": sources},
         "network_costs_s": {k: median(times[k]) for k in costs},
         "samplers": rows, "speed_work": work, "profiles": profiles, "target": target(rows),
         "max_rss_mib": mib(max_rss_bytes()),
@@ -391,12 +408,11 @@ def report(payload: dict) -> str:
     s, rows = payload["settings"], payload["samplers"]
     costs = payload["network_costs_s"]
     lines = [
-        "# Sampling speed", "",
-        f"Produced by `{payload['command']}`.", "",
-        machine_text(payload["machine"]), "",
-        f"Preset `{s['preset']}` shapes with random weights, batch {s['batch']} x {s['length']} tokens, "
+        *header("Sampling speed", payload),
+        f"Preset `{s['preset']}` shapes with {_weights_text(s.get('weights'))}, batch {s['batch']} x {s['length']} tokens, "
         f"precision {s['precision']}, median of {s['repeats']} interleaved rounds after a warm-up. "
-        f"Peak memory: {s['memory']}.", "",
+        f"Peak memory: {s['memory']}. Decoder pass of every sampler (the default on this machine): "
+        f"{s.get('decoder_argmax', 'not recorded')}.", "",
         markdown_table(markdown_rows(rows)), "",
         "Speed ratio: tokens/s of the row over the first row's (the same batch). Evaluations ratio: the first row's "
         "network evaluations per sample over the row's (the decoder pass counted as one). Predicted ratio: the same "
@@ -417,6 +433,13 @@ def report(payload: dict) -> str:
                   markdown_table([{"op": r["op"], "calls": str(r["calls"]), "self ms": fmt(r["self_ms"], 1),
                                    "share": f"{100 * r['share']:.1f}%"} for r in top]), ""]
     return "\n".join(lines)
+
+
+def _weights_text(sources: dict | None) -> str:
+    if not sources:
+        return "random weights"
+    return "trained EMA weights (" + ", ".join(f"{role}: `{v['checkpoint']}` step {v['step']}"
+                                              for role, v in sources.items()) + ")"
 
 
 def _work_cells(r: dict) -> dict:

@@ -72,7 +72,8 @@ import torch
 from torch import nn
 
 from bench_common import (
-    DIMS, fmt, interleaved, machine, machine_text, max_rss_bytes, median, mib, networks, peak_memory,
+    DIMS, autocast_for, fmt, header, interleaved, machine, max_rss_bytes, median, mib, networks,
+    peak_memory,
     command_line, write_results,
 )
 from fmlm.experiment import PRESETS, preset
@@ -203,15 +204,6 @@ def build_stages(exp, models: dict, optim: OptimConfig, batch: int, device) -> l
         Stage("FMLM* (stage 3)", student_fm, {"teacher": frozen_elf, "student": student_fm},
               FlowMapLoss(exp.flow_map, frozen_elf, exp.flow), optim, {"s": t * 0.5, "w": w}),
     ]
-
-
-def autocast_for(device: torch.device, precision: str):
-    """bf16 autocast on CUDA under ``auto`` or ``bf16`` (as the trainer), else nothing."""
-    import contextlib
-
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def step_fn(stage: Stage, batch: Batch, device, precision: str, decoder_step: bool = False):
@@ -639,7 +631,7 @@ def report(payload: dict) -> str:
         "peak memory MiB": fmt(r["peak_memory_mib"], 1),
     } for r in payload["stages"]]
     lines = [
-        f"# Training-step cost: preset {s['preset']}", "", f"Produced by `{payload['command']}`.", "", machine_text(payload["machine"]), "",
+        *header(f"Training-step cost: preset {s['preset']}", payload),
         f"Preset `{s['preset']}` shapes with random weights and data, batch {s['batch']} x {s['length']} tokens, "
         f"precision {s['precision']}, optimiser {s['optimizer']}, median of {s['repeats']} interleaved rounds after "
         f"a warm-up. Peak memory: {s['memory']}. MFU: {_mfu_note(payload)}{_size_note(s)}", "",

@@ -42,7 +42,7 @@ def test_sampling_benchmark_reports_every_sampler(tmp_path):
     identical = [r for r in data["speed_work"] if "bit_identical" in r]
     assert len(identical) == 2 and all(r["bit_identical"] for r in identical)
     exact = [r for r in data["speed_work"] if r["subject"] == "decoder pass" and "not exact" not in r["variant"]]
-    assert len(exact) == 3 and all(r["same_ids_as_whole_logits"] for r in exact)
+    assert len(exact) == 5 and all(r["same_ids_as_whole_logits"] for r in exact)
     assert len(data["profiles"]) == 4 and all(len(top) == 1 for top in data["profiles"].values())
     assert "| sampler" in md and "speed ratio" in md and "benchmarks/sampling.py" in md
 
@@ -88,3 +88,11 @@ def test_the_flop_formula_matches_torch_flop_counter():
             scores = 0 if any("scaled_dot_product" in op for op in counted) else rows * cfg.depth * n * 4 * n * cfg.width
             expected = rows * forward_flops(cfg, length, length if decode else None)
             assert counter.get_total_flops() + scores == pytest.approx(expected, rel=1e-12)
+
+
+def test_sampling_benchmark_refuses_a_run_folder_without_trained_stages(tmp_path):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "sampling.py"), *TINY, "--weights", str(tmp_path)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1] == (f"--weights: {tmp_path}/stages/teacher/checkpoint does not exist "
+                                                    "(train the run's stages first)")

@@ -16,9 +16,10 @@ decoder head reads it before the final RMSNorm (as in the paper's reference).
 Weights under ``blocks.`` are the transformer's hidden matrices (the trainer gives
 their 2-D weights to Muon).
 
-``token_ids`` is the decoder pass reduced to its argmax, computed over chunks of
-``chunk_tokens`` token positions so the (tokens, vocab_size) logits never exist
-at once (the same ids as ``forward(..., decode=True).argmax(-1)``).
+``token_ids`` is the decoder pass reduced to its argmax, computed over tiles of
+``chunk_tokens`` token positions (and, on a CPU, 2048 vocabulary entries) so the
+(tokens, vocab_size) logits never exist at once (the same ids as
+``forward(..., decode=True).argmax(-1)``).
 Input checks: every call refuses non-finite inputs (one host sync) while
 ``check_finite`` is true; ``finite_checks(model, False)`` switches that off for a
 block (the samplers check once per sampling call instead), and
@@ -37,13 +38,12 @@ from torch import nn
 
 from fmlm.nn.config import DenoiserConfig
 from fmlm.nn.embedding import TOKEN_INIT_STD, PrefixBank
+from fmlm.nn.head_argmax import COL_TILE, ROW_TILE, ScreenedHead, bf16_screen_pays, linear_argmax, screened_argmax
 from fmlm.nn.layers import Block, RMSNorm, xavier_linear
 from fmlm.nn.rotary import prefixed_tables, rotary_tables
 
 DEFAULT_GUIDANCE = 1.0  # w = 1: the guided target equals the plain one (1 - 1/w = 0), i.e. no guidance
-# Token positions per logits chunk in token_ids: 256 x 30522 fp32 logits = 31 MB. On the embedded CPU setting
-# (benchmarks/results/sampling_cpu.md) 256, 1024 and the whole batch took the same time within noise.
-DECODE_CHUNK_TOKENS = 256
+DECODE_CHUNK_TOKENS = ROW_TILE  # token positions per logits tile in token_ids (fmlm.nn.head_argmax)
 
 
 class Denoiser(nn.Module):
@@ -83,6 +83,7 @@ class Denoiser(nn.Module):
         self.register_buffer("rope_sin", sin, persistent=False)
         # Refuse non-finite inputs (one host sync per call; switch off for torch.compile).
         self.check_finite = True
+        self._screened_head: ScreenedHead | None = None  # token_ids' bf16 screen of the decoder head
 
     @property
     def prefix_len(self) -> int:
@@ -134,12 +135,17 @@ class Denoiser(nn.Module):
         w: Any = None,
         tau: Any = None,
         chunk_tokens: int = DECODE_CHUNK_TOKENS,
+        vocab_tile: int | None | str = "auto",
+        screen: bool | str = "auto",
     ) -> torch.Tensor:
         """``argmax`` of the decoder-mode logits, (B, L) int64, without gradients.
 
         The same ids as ``forward(z, t, ..., decode=True).argmax(-1)``; the logits are computed
-        ``chunk_tokens`` token positions at a time (each chunk's argmax taken before the next),
-        so at most (chunk_tokens, vocab_size) of them are held at once.
+        ``chunk_tokens`` token positions at a time (``fmlm.nn.head_argmax.linear_argmax``) by
+        ``vocab_tile`` vocabulary entries (None: all; "auto": 2048 on a CPU, where the whole logits'
+        memory traffic costs more than their arithmetic, all on a GPU, where each tile is a kernel launch).
+        ``screen``: through the bf16 screen (``fmlm.nn.head_argmax.screened_argmax``, the ids of the fp32
+        logits up to fp32 rounding); "auto": on fp32 features on a CPU with AMX (``bf16_screen_pays``).
         """
         if isinstance(chunk_tokens, bool) or not isinstance(chunk_tokens, int) or chunk_tokens < 1:
             raise ValueError(f"chunk_tokens: expected an integer >= 1, got {chunk_tokens!r}")
@@ -147,8 +153,17 @@ class Denoiser(nn.Module):
         batch, length = h.shape[:2]
         features = self._decode_features(h)  # (B, L, latent_dim), computed as in forward
         flat = features.reshape(batch * length, -1)
-        ids = [self.unembed(part).argmax(-1) for part in flat.split(chunk_tokens)]
-        return torch.cat(ids).view(batch, length)
+        if vocab_tile == "auto":
+            vocab_tile = None if flat.is_cuda else COL_TILE
+        weight, bias = self.unembed.weight, self.unembed.bias
+        if screen == "auto":
+            screen = flat.dtype == weight.dtype == torch.float32 and bf16_screen_pays(flat.device)
+        if not screen:
+            return linear_argmax(flat, weight, bias, rows=chunk_tokens, cols=vocab_tile).view(batch, length)
+        if self._screened_head is None or not self._screened_head.fresh(weight, bias):
+            self._screened_head = ScreenedHead.of(weight, bias)  # bf16 copies, rebuilt when the weights change
+        return screened_argmax(flat, weight, bias, head=self._screened_head, rows=chunk_tokens,
+                               cols=vocab_tile).view(batch, length)
 
     def _decode_features(self, h: torch.Tensor) -> torch.Tensor:
         """First half of the decoder head, ``gelu(h W_p + b_p)``."""

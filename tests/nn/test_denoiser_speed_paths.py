@@ -25,6 +25,19 @@ def test_token_ids_match_on_a_large_vocabulary_with_phase_and_source_time(build_
     assert whole.unique().numel() > 10  # a non-trivial decoding
     for chunk in (7, 16, 60):
         assert torch.equal(m.token_ids(z, torch.ones(5), chunk_tokens=chunk, **kwargs), whole)
+    for screen, tile in [(True, 500), (False, 500), (True, None), (False, None)]:
+        ids = m.token_ids(z, torch.ones(5), screen=screen, vocab_tile=tile, **kwargs)
+        assert torch.equal(ids, whole), (screen, tile)
+
+
+def test_the_screen_follows_changed_weights(build_model, perturbed):
+    m = perturbed(build_model(vocab_size=600), scale=0.05).eval()
+    z = torch.randn(2, 9, m.config.latent_dim)
+    before = m.token_ids(z, torch.ones(2), screen=True)
+    with torch.no_grad():
+        m.unembed.weight[7] += 100 * m.unembed.weight.abs().max()  # token 7 now wins where its logit is positive
+    after = m.token_ids(z, torch.ones(2), screen=True)
+    assert torch.equal(after, m(z, torch.ones(2), decode=True).argmax(-1)) and not torch.equal(before, after)
 
 
 @pytest.mark.parametrize("chunk", [0, -3, 2.5, True])
