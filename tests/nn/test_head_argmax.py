@@ -81,8 +81,13 @@ def test_degenerate_rows_take_the_fp32_path():
 
 def test_a_head_built_once_is_fresh_until_its_weights_change():
     weight, bias = torch.randn(10, 4), torch.randn(10)
-    head = ScreenedHead.of(weight, bias)
-    assert head.fresh(weight, bias) and head.weight.dtype == torch.bfloat16
-    assert head.weight_norm_max == pytest.approx(float(weight.norm(dim=1).max()))
+    head = ScreenedHead.of(weight, bias, block=4)
+    assert head.fresh(weight, bias, block=4) and not head.fresh(weight, bias) and head.weight.dtype == torch.bfloat16
+    assert head.weight.shape == (10, 32) and torch.equal(head.weight[:, 4], bias.bfloat16())  # [w, b, 0...]
+    norms = weight.norm(dim=1)
+    assert torch.allclose(head.weight_norms, torch.stack([norms[:4].max(), norms[4:8].max(), norms[8:].max()]))
+    assert torch.allclose(head.bias_norms, torch.stack([bias[:4].abs().max(), bias[4:8].abs().max(), bias[8:].abs().max()]))
     bias.add_(1.0)
-    assert not head.fresh(weight, bias)
+    assert not head.fresh(weight, bias, block=4)
+    with pytest.raises(ValueError, match="head was built for blocks of 4 ids, not 256"):
+        screened_argmax(torch.randn(2, 4), weight, bias, head=head)
