@@ -4,7 +4,6 @@ convention, model folders and sampling from them."""
 from __future__ import annotations
 
 import json
-import os
 import pickle
 
 import pytest
