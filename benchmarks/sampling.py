@@ -48,9 +48,8 @@ import time
 import torch
 
 from bench_common import (
-    DIMS, autocast_for, fmt, header, interleaved, machine, max_rss_bytes, median, mib, networks, trained_networks,
-    peak_memory,
-    command_line, write_results,
+    DIMS, autocast_for, command_line, fmt, header, interleaved, machine, max_rss_bytes, median, mib, networks,
+    peak_memory, trained_networks, write_results,
 )
 from fmlm.experiment import PRESETS, preset
 from fmlm.nn.denoiser import DECODE_CHUNK_TOKENS, compile_denoiser
@@ -367,7 +366,7 @@ def main(argv=None) -> None:
         "settings": {"preset": args.preset, "batch": args.batch, "length": args.length, "repeats": args.repeats,
                      "precision": args.precision, "device": str(device), "dims": DIMS[args.preset],
                      "memory": "not measured" if args.no_memory else _memory_method(device),
-                     "decoder_argmax": SCREEN if bf16_screen_pays(device) else TILES, "weights": sources},
+                     "decoder_argmax": default_decoder(device, args.precision), "weights": sources},
         "network_costs_s": {k: median(times[k]) for k in costs},
         "samplers": rows, "speed_work": work, "profiles": profiles, "target": target(rows),
         "max_rss_mib": mib(max_rss_bytes()),
@@ -433,6 +432,14 @@ def report(payload: dict) -> str:
                   markdown_table([{"op": r["op"], "calls": str(r["calls"]), "self ms": fmt(r["self_ms"], 1),
                                    "share": f"{100 * r['share']:.1f}%"} for r in top]), ""]
     return "\n".join(lines)
+
+
+def default_decoder(device: torch.device, precision: str) -> str:
+    """Which decoder-pass variant ``token_ids`` takes by default here (its "auto" rules)."""
+    if device.type == "cuda":
+        return f"token_ids, {DECODE_CHUNK_TOKENS}-token chunks of whole logits"
+    fp32_features = precision != "bf16"  # on a CPU only --precision bf16 autocasts (autocast_for)
+    return SCREEN if fp32_features and bf16_screen_pays(device) else TILES
 
 
 def _weights_text(sources: dict | None) -> str:

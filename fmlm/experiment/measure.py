@@ -108,6 +108,11 @@ def _write(scoring: Scoring, record: dict[str, Any], texts: list[str], extra: li
     return record
 
 
+def setting_id(model_name: str, model: nn.Module, cfg: SamplerConfig, sweep: str | None = None) -> str:
+    """The record id of ``model`` sampled with ``cfg`` (w is part of it when the model has a guidance bank)."""
+    return record_id(model_name, cfg, model.config.guidance_tokens > 0, sweep)
+
+
 def measure_model(
     scoring: Scoring,
     model_name: str,
@@ -118,7 +123,7 @@ def measure_model(
 ) -> dict[str, Any] | None:
     """Sample ``n_samples`` with ``cfg``, decode, score and record them (skipped if already recorded)."""
     guided = model.config.guidance_tokens > 0
-    rid = record_id(model_name, cfg, guided, sweep)
+    rid = setting_id(model_name, model, cfg, sweep)
     if rid in recorded_ids(scoring.run_dir):
         return None
     samples = generate(

@@ -14,7 +14,8 @@ from fmlm.data import LatentRows, load_meta, prepare, rows_for, tokenizer_for
 from fmlm.evaluation.evaluator import check_evaluator_name, load_evaluator
 from fmlm.experiment import run_folder as rf
 from fmlm.experiment.config import ExperimentConfig
-from fmlm.experiment.measure import Scoring, measure_model, measure_reconstruction, measure_reference, with_references
+from fmlm.experiment.measure import (Scoring, measure_model, measure_reconstruction, measure_reference, setting_id,
+                                    with_references)
 from fmlm.experiment.plan import Chosen, candidates, check_plan, evaluation_plan, sweep_plan, untrained_network
 from fmlm.experiment.presets import load_run_config
 from fmlm.experiment.probes import fixed_point_distances, guidance_response
@@ -133,8 +134,7 @@ def measure_sweeps(cfg: ExperimentConfig, scoring: Scoring, model, folders: dict
         planned = [entry for seed in e.validation_seeds for entry in sweep_plan(cfg, sweep, seed, chosen)]
         for name, sampler, tag in planned:
             measure_model(scoring, name, model(name), sampler, e.samples_for(tag), tag)
-        ids = {rf.record_id(name, sampler, model(name).config.guidance_tokens > 0, tag)
-               for name, sampler, tag in planned}
+        ids = {setting_id(name, model(name), sampler, tag) for name, sampler, tag in planned}
         records, _ = read_jsonl(scoring.run_dir / rf.RESULTS_FILE, strict=False)
         mine = [r for _, r in records if r.get("id") in ids]
         pick = choose(sweep_points(mine, sweep, e.validation_seeds, candidates(cfg, sweep)))

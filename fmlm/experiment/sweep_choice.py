@@ -38,6 +38,7 @@ SWEEPS: tuple[Sweep, ...] = (
 SWEEP_TAGS: tuple[str, ...] = tuple(dict.fromkeys(s.knob for s in SWEEPS))
 """The ``sweep`` tags of the hyperparameter sweeps in ``results.jsonl``."""
 
+
 @dataclass(frozen=True)
 class Point:
     """One swept value with its mean MAUVE (None: not measured on every seed) and mean gen PPL."""

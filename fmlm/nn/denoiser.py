@@ -144,8 +144,9 @@ class Denoiser(nn.Module):
         ``chunk_tokens`` token positions at a time (``fmlm.nn.head_argmax.linear_argmax``) by
         ``vocab_tile`` vocabulary entries (None: all; "auto": 2048 on a CPU, where the whole logits'
         memory traffic costs more than their arithmetic, all on a GPU, where each tile is a kernel launch).
-        ``screen``: through the bf16 screen (``fmlm.nn.head_argmax.screened_argmax``, the ids of the fp32
-        logits up to fp32 rounding); "auto": on fp32 features on a CPU with AMX (``bf16_screen_pays``).
+        ``screen``: through the bf16 screen (``fmlm.nn.head_argmax.screened_argmax``: the same ids, the
+        fp32 logits computed only where a rounding bound cannot rule them out); "auto": on fp32 features
+        on a CPU with AMX (``bf16_screen_pays``).
         """
         if isinstance(chunk_tokens, bool) or not isinstance(chunk_tokens, int) or chunk_tokens < 1:
             raise ValueError(f"chunk_tokens: expected an integer >= 1, got {chunk_tokens!r}")

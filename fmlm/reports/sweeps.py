@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from fmlm.experiment.run_folder import MODEL_LABELS
-from fmlm.experiment.sweep_choice import SWEEP_TAGS, Point
+from fmlm.experiment.sweep_choice import SWEEP_TAGS, SWEEPS, Point
 from fmlm.experiment.sweep_choice import choose as choose_point
 from fmlm.reports.aggregate import headline, summarize
 from fmlm.reports.formatting import NOT_MEASURED, fmt_stat, markdown_table, missing, steps_text
@@ -45,12 +45,6 @@ def split_seeds(seeds: list[int], headline: list[int]) -> tuple[list[int], list[
 def _mean(row: pd.Series, stat: str) -> float | None:
     value = float(row[f"{stat}_mean"])
     return value if math.isfinite(value) else None
-
-
-def criterion(points: pd.DataFrame) -> str:
-    """``"mauve"`` when every point of the sweep has a finite MAUVE, else ``"gen_ppl"``."""
-    return "mauve" if all(_mean(r, "mauve") is not None and r["n_mauve"] > 0 for _, r in points.iterrows()) \
-        else "gen_ppl"
 
 
 def choose(points: pd.DataFrame, sweep: str) -> tuple[Any, str] | None:
@@ -137,8 +131,10 @@ def sweep_table(results: pd.DataFrame, summary: pd.DataFrame) -> str:
     """Every hyperparameter sweep of the run (``sweep_section``), with the choice rule stated once."""
     rule = ("Choice rule (fixed in advance): the highest MAUVE when every point of a sweep has one, else the "
             "lowest gen PPL; a tie goes to the smaller value. Lowest gen PPL at a healthy entropy is not the rule: "
-            "gen PPL rewards repetition. The sweeps run in order (FMLM* w, FMLM* gamma at the chosen w, FMLM "
-            "gamma, ELF churn), and the run samples its headline settings at the chosen values. "
+            "gen PPL rewards repetition. The sweeps run in order ("
+            + ", ".join(f"{MODEL_LABELS.get(w.model, w.model)} {w.knob}" for w in SWEEPS)
+            + "), each at the values chosen before it, and the run samples its headline settings at the "
+            "chosen values. "
             "Cells: mean ± sample std over the seeds used.")
     if results.empty or not results["sweep"].isin(SWEEP_TAGS).any():
         return f"{rule}\n\nNo records with `sweep` in {list(SWEEP_TAGS)}: {NOT_MEASURED}.\n"
@@ -148,4 +144,4 @@ def sweep_table(results: pd.DataFrame, summary: pd.DataFrame) -> str:
     return "\n\n".join([rule, *sections]) + "\n"
 
 
-__all__ = ["choose", "criterion", "margin_note", "headline_seeds", "split_seeds", "sweep_section", "sweep_table"]
+__all__ = ["choose", "margin_note", "headline_seeds", "split_seeds", "sweep_section", "sweep_table"]
