@@ -146,7 +146,7 @@ class Denoiser(nn.Module):
         memory traffic costs more than their arithmetic, all on a GPU, where each tile is a kernel launch).
         ``screen``: through the bf16 screen (``fmlm.nn.head_argmax.screened_argmax``: the same ids, the
         fp32 logits computed only where a rounding bound cannot rule them out); "auto": on fp32 features
-        on a CPU with AMX (``bf16_screen_pays``).
+        on a CPU with AMX or AVX512-BF16 (``bf16_screen_pays``).
         """
         if isinstance(chunk_tokens, bool) or not isinstance(chunk_tokens, int) or chunk_tokens < 1:
             raise ValueError(f"chunk_tokens: expected an integer >= 1, got {chunk_tokens!r}")

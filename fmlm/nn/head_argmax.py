@@ -26,8 +26,13 @@ top has ``s_v + E_v >= s_top - E_top``; only the blocks of ``SCREEN_BLOCK`` ids
 holding such an id are scored in fp32 (on the trained FMLM*'s head, 5.6 of 120 blocks per token on average
 under the looser bound with one global max ||w_v||; fewer with the per-block maxima).
 The fp32 logits are those of the fp32 GEMM, so the ids are the same as ``linear_argmax``'s, ties and all.
-Rows with a non-finite value take the fp32 path. Used on CPUs with AMX only (``bf16_screen_pays``):
-there the bf16 GEMM runs about 5x faster than fp32; a GPU's bf16 GEMM may reduce in bf16, which the bound does not cover.
+Both CPU kernels that take bf16 inputs (AMX tiles, AVX512-BF16 ``vdpbf16ps``) flush denormal inputs,
+products and partial sums to zero. A flushed input moves its product by less than 2^-126 times the
+other factor (at most sqrt(d + 1) (||x|| + max ||w_v||) over all inputs), a flushed product or partial sum
+the sum by less than 2^-126 (2 (d + 1) of them), so ``2 (d + 2) 2^-126 (1 + ||x|| + max ||w_v||)`` more
+covers every flush (it matters only for logits near 1e-36). Rows with a non-finite value take the fp32 path. Used on CPUs with AMX
+or AVX512-BF16 (``bf16_screen_pays``): there the bf16 GEMM runs about 5x (AMX) and 2x (AVX512-BF16)
+faster than fp32; a GPU's bf16 GEMM may reduce in bf16, which the bound does not cover.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import torch.nn.functional as F
 UNIT_ROUNDOFF_BF16 = 2.0**-8
 ERROR_FACTOR = 4.5  # times u ||x|| max ||w||: the bf16 screen's error bound (module docstring)
 BIAS_ERROR_FACTOR = 3.0  # times u max |b|
+FLUSH_UNIT = 2.0**-126  # the smallest normal fp32: what a denormal flushed to zero can move a sum by
 SCREEN_BLOCK = 256
 """Ids per block of the screen: the unit whose fp32 logits are computed when the bound cannot rule it out."""
 
@@ -89,10 +95,16 @@ def linear_argmax(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     return ids
 
 
+BF16_CPU_PROBES = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+"""``torch.cpu`` probes of the instructions that take bf16 inputs and accumulate in fp32 (AMX, AVX512-BF16)."""
+
+
 def bf16_screen_pays(device: torch.device | str) -> bool:
-    """True on a CPU whose bf16 matrix units (AMX) make the screen cheaper than the fp32 GEMM."""
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return torch.device(device).type == "cpu" and probe is not None and bool(probe())
+    """True on a CPU whose bf16 instructions (AMX or AVX512-BF16) make the screen cheaper than the fp32
+    GEMM (measured: 1024 tokens on the embedded head, one thread, module docstring of ``ROW_TILE``)."""
+    if torch.device(device).type != "cpu":
+        return False
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in BF16_CPU_PROBES)
 
 
 def _augmented_width(d: int) -> int:
@@ -175,8 +187,9 @@ def screened_argmax(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
             tile = _block_max(F.linear(x_b[r0 : r0 + rows], w), block)
             maxima[r0 : r0 + rows, j0 : j0 + tile.shape[1]] = tile
     # E[r, j]: the bound on |screened - real| for every id of block j in row r.
+    flush = FLUSH_UNIT * 2 * (x.shape[1] + 2) * (1 + x_norm.unsqueeze(1) + head.weight_norms)
     bound = UNIT_ROUNDOFF_BF16 * (ERROR_FACTOR * x_norm.unsqueeze(1) * head.weight_norms
-                                  + BIAS_ERROR_FACTOR * head.bias_norms)
+                                  + BIAS_ERROR_FACTOR * head.bias_norms) + flush
     top, top_block = maxima.max(1)
     floor = top - bound.gather(1, top_block.unsqueeze(1)).squeeze(1)  # below the real top logit
     fallback = ~torch.isfinite(floor) | ~torch.isfinite(x_norm)

@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fmlm.nn.head_argmax import ScreenedHead, linear_argmax, screened_argmax
+from fmlm.nn import head_argmax
+from fmlm.nn.head_argmax import ScreenedHead, bf16_screen_pays, linear_argmax, screened_argmax
 
 
 @pytest.mark.parametrize("rows, cols", [(1, 1), (7, 5), (256, 2048), (3, None), (64, 10_000)])
@@ -91,3 +92,12 @@ def test_a_head_built_once_is_fresh_until_its_weights_change():
     assert not head.fresh(weight, bias, block=4)
     with pytest.raises(ValueError, match="head was built for blocks of 4 ids, not 256"):
         screened_argmax(torch.randn(2, 4), weight, bias, head=head)
+
+
+@pytest.mark.parametrize("amx, avx512_bf16, pays", [(True, False, True), (False, True, True), (False, False, False)])
+def test_the_screen_is_chosen_on_cpus_with_bf16_instructions(monkeypatch, amx, avx512_bf16, pays):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    assert head_argmax.BF16_CPU_PROBES == ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    assert bf16_screen_pays("cpu") is pays
+    assert bf16_screen_pays("cuda") is False  # a GPU's bf16 GEMM may reduce in bf16
