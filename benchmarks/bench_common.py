@@ -133,6 +133,13 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def round_ratios(rounds: dict[str, list[float]], numerator: str, denominator: str) -> dict:
+    """Per round of ``interleaved``, ``numerator``'s time over ``denominator``'s (both ran in that round, minutes
+    apart at most, so a slower phase of a shared machine falls on both): their median and range."""
+    ratios = [a / b for a, b in zip(rounds[numerator], rounds[denominator], strict=True)]
+    return {"median": median(ratios), "min": min(ratios), "max": max(ratios)}
+
+
 def peak_memory(fn: Callable[[], object], device: torch.device) -> int | None:
     """Peak tensor bytes allocated during one run of ``fn`` above what was live before (module docstring)."""
     if device.type == "cuda":

@@ -73,7 +73,7 @@ from torch import nn
 
 from bench_common import (
     DIMS, autocast_for, fmt, header, interleaved, machine, max_rss_bytes, median, mib, networks,
-    peak_memory,
+    peak_memory, round_ratios,
     command_line, write_results,
 )
 from fmlm.experiment import PRESETS, preset
@@ -518,7 +518,8 @@ def main(argv=None) -> None:
     fns["trajectory | ELF* (stage 2)"] = trajectory_fn(stages[2], batch, exp, device, args.precision)
     ref_fns, params = reference_cases(args.reference, models, stages, batch, exp, device, args.precision)
     fns.update(ref_fns)
-    times = {k: median(v) for k, v in interleaved(fns, args.repeats, device).items()}
+    rounds = interleaved(fns, args.repeats, device)
+    times = {k: median(v) for k, v in rounds.items()}
     payload = {
         "machine": machine(device), "command": command_line(),
         "settings": {"preset": args.preset, "batch": args.batch, "length": args.length, "repeats": args.repeats,
@@ -526,11 +527,11 @@ def main(argv=None) -> None:
                      "dims": DIMS[args.preset], "K": exp.fixed_point.iterations,
                      "parameters": {s.name: count_parameters(s.model) for s in stages},
                      "memory": "not measured" if args.no_memory else _memory_method(device)},
-        "stages": stage_rows(stages, fns, times, batch, args, device),
-        "reference": reference_rows(times, params, args),
+        "stages": stage_rows(stages, fns, times, rounds, args, device),
+        "reference": reference_rows(times, rounds, params, args),
         "times_s": times, "max_rss_mib": mib(max_rss_bytes()),
     }
-    payload["stage2"] = stage2_summary(payload["stages"], times, exp)
+    payload["stage2"] = stage2_summary(payload["stages"], rounds, exp)
     if args.memory_batches and not args.no_memory and args.derive_length:
         payload["memory_derivation"] = {"length": args.derive_length, "memory_gb": args.derive_memory_gb,
                                         "batches": list(args.memory_batches),
@@ -575,19 +576,21 @@ def peak_tflops(args, device) -> float | None:
     return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
 
 
-def stage_rows(stages, fns, times, batch: Batch, args, device) -> list[dict]:
-    """JSON rows of the stage table (time, tokens/s, FPE, passes, FLOPs, MFU, peak memory)."""
+def stage_rows(stages, fns, times, rounds, args, device) -> list[dict]:
+    """JSON rows of the stage table (time, tokens/s, FPE, passes, FLOPs, MFU, peak memory); the FPE is the median
+    over rounds of the step's time over the forward's in the same round (``round_ratios``), with its range."""
     peak = peak_tflops(args, device)
     tokens = args.batch * args.length
     rows = []
     cases = [(s, f"step | {s.name}", s.name) for s in stages] + [(stages[0], "decoder step | teacher", "teacher decoder step")]
     for stage, key, label in cases:
         seconds, forward = times[key], times[f"forward | {stage.name}"]
+        fpe = round_ratios(rounds, key, f"forward | {stage.name}")
         log = count_passes(fns[key], stage.watched)
         flops = log.flops()
         rows.append({
             "stage": label, "seconds_per_step": seconds, "tokens_per_s": tokens / seconds,
-            "forward_s": forward, "forward_pass_equivalents": seconds / forward,
+            "forward_s": forward, "forward_pass_equivalents": fpe["median"], "fpe_range": [fpe["min"], fpe["max"]],
             "passes": log.passes(args.batch), "passes_fpe": log.forward_equivalents(args.batch),
             "model_flops_per_step": flops, "achieved_tflops": flops / seconds / 1e12,
             "mfu": None if peak is None else flops / seconds / (peak * 1e12),
@@ -596,25 +599,30 @@ def stage_rows(stages, fns, times, batch: Batch, args, device) -> list[dict]:
     return rows
 
 
-def reference_rows(times: dict, params: dict, args) -> dict:
-    """Our network's and the reference's steps, their ratio (reference time / ours) and tokens/s."""
+def reference_rows(times: dict, rounds: dict, params: dict, args) -> dict:
+    """Our network's and the reference's steps, their ratio (reference time / ours: the median over rounds, and
+    its range) and tokens/s."""
     tokens = args.batch * args.length
     out = {"path": args.reference, "parameters": params}
     for kind in ("network step", "stage-1 step"):
         ours, ref = times.get(f"{kind} | ours"), times.get(f"{kind} | reference")
+        ratio = None if ours is None or ref is None else round_ratios(rounds, f"{kind} | reference", f"{kind} | ours")
         out[kind] = {"ours_s": ours, "reference_s": ref,
-                     "ratio_reference_over_ours": None if ours is None or ref is None else ref / ours,
+                     "ratio_reference_over_ours": None if ratio is None else ratio["median"],
+                     "ratio_range": None if ratio is None else [ratio["min"], ratio["max"]],
                      "ours_tokens_per_s": None if ours is None else tokens / ours,
                      "reference_tokens_per_s": None if ref is None else tokens / ref}
     return out
 
 
-def stage2_summary(rows: list[dict], times: dict, exp) -> dict:
-    """The stage-2 step in forward-pass equivalents against K + 8, with its trajectory's share."""
+def stage2_summary(rows: list[dict], rounds: dict, exp) -> dict:
+    """The stage-2 step in forward-pass equivalents against K + 8 (medians of per-round ratios, with the step's
+    range over rounds), with its trajectory's share."""
     row = next(r for r in rows if r["stage"].startswith("ELF*"))
     K = exp.fixed_point.iterations
-    trajectory = times["trajectory | ELF* (stage 2)"] / row["forward_s"]
-    return {"K": K, "step_fpe": row["forward_pass_equivalents"], "budget_fpe": K + 8, "trajectory_fpe": trajectory,
+    trajectory = round_ratios(rounds, "trajectory | ELF* (stage 2)", "forward | ELF* (stage 2)")["median"]
+    return {"K": K, "step_fpe": row["forward_pass_equivalents"], "step_fpe_range": row["fpe_range"],
+            "budget_fpe": K + 8, "trajectory_fpe": trajectory,
             "rest_fpe": row["forward_pass_equivalents"] - trajectory, "passes_fpe": row["passes_fpe"],
             "within_budget": bool(row["forward_pass_equivalents"] <= K + 8)}
 
@@ -625,6 +633,7 @@ def report(payload: dict) -> str:
     cells = [{
         "stage": r["stage"], "s / step": fmt(r["seconds_per_step"], 3), "tokens/s": fmt(r["tokens_per_s"], 0),
         "FPE (step / no-grad forward)": fmt(r["forward_pass_equivalents"]),
+        "FPE range over rounds": _range(r.get("fpe_range")),
         "FPE of the passes": fmt(r["passes_fpe"]), "passes": r["passes"],
         "model TFLOP / step": fmt(r["model_flops_per_step"] / 1e12, 4), "achieved TFLOP/s": fmt(r["achieved_tflops"], 4),
         "MFU": NOT_MEASURED if r["mfu"] is None else f"{100 * r['mfu']:.1f}%",
@@ -637,19 +646,26 @@ def report(payload: dict) -> str:
         f"a warm-up. Peak memory: {s['memory']}. MFU: {_mfu_note(payload)}{_size_note(s)}", "",
         markdown_table(cells), "",
         "FPE: the step's time over one no-grad forward of the same network at the same batch (timed in the same "
-        "rounds). FPE of the passes: rows processed over the batch, a pass with gradients counted 3x (what the "
+        "rounds; the median over rounds of the step over the forward of the same round, and the range of that ratio "
+        "over the rounds). FPE of the passes: rows processed over the batch, a pass with gradients counted 3x (what the "
         "network calls alone would cost; the rest is the loss arithmetic, clipping, the optimiser and the EMA).", "",
     ]
     st = payload["stage2"]
     verdict = "within" if st["within_budget"] else "over"
-    lines += [f"Stage 2 (K = {st['K']}): the step costs {st['step_fpe']:.2f} FPE against K + 8 = {st['budget_fpe']} "
-              f"({verdict}); the teacher trajectory alone {st['trajectory_fpe']:.2f} FPE, the rest (student pair pass "
+    spread = f", {_range(st['step_fpe_range'])} over the rounds" if st.get("step_fpe_range") else ""
+    lines += [f"Stage 2 (K = {st['K']}): the step costs {st['step_fpe']:.2f} FPE{spread} against K + 8 = "
+              f"{st['budget_fpe']} ({verdict}); the teacher trajectory alone {st['trajectory_fpe']:.2f} FPE, the rest (student pair pass "
               f"with gradients, third pass, optimiser, EMA) {st['rest_fpe']:.2f} FPE; the passes alone predict "
               f"{st['passes_fpe']:.2f} FPE.", ""]
     lines += _reference_lines(payload["reference"])
     if "memory_derivation" in payload:
         lines += _memory_lines(payload["memory_derivation"])
     return "\n".join(lines)
+
+
+def _range(bounds: list[float] | None) -> str:
+    """``[lo, hi]`` as 'lo-hi' (two decimals), or not measured (also for results written before ranges were kept)."""
+    return NOT_MEASURED if not bounds else f"{bounds[0]:.2f}-{bounds[1]:.2f}"
 
 
 def _size_note(s: dict) -> str:
@@ -673,6 +689,7 @@ def _reference_lines(ref: dict) -> list[str]:
         r = ref[kind]
         rows.append({"step": kind, "ours s": fmt(r["ours_s"], 3), "reference s": fmt(r["reference_s"], 3),
                      "ratio (reference / ours)": fmt(r["ratio_reference_over_ours"]),
+                     "ratio range over rounds": _range(r.get("ratio_range")),
                      "ours tokens/s": fmt(r["ours_tokens_per_s"], 0),
                      "reference tokens/s": fmt(r["reference_tokens_per_s"], 0)})
     where = f"checkout at `{ref['path']}`" if ref["path"] else "no --reference given"

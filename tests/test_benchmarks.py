@@ -58,6 +58,8 @@ def test_training_benchmark_reports_every_stage(tmp_path):
         assert all(finite(r[k]) for k in ("seconds_per_step", "tokens_per_s", "forward_pass_equivalents",
                                           "passes_fpe", "model_flops_per_step", "peak_memory_mib"))
         assert r["mfu"] is None  # CPU: no peak claimed
+        lo, hi = r["fpe_range"]
+        assert lo <= r["forward_pass_equivalents"] <= hi  # one round here: all three equal
     assert data["stage2"]["budget_fpe"] == data["settings"]["K"] + 8 and finite(data["stage2"]["step_fpe"])
     assert data["reference"]["network step"]["ratio_reference_over_ours"] is None  # no --reference given
     assert "not measured" in md
@@ -96,3 +98,13 @@ def test_sampling_benchmark_refuses_a_run_folder_without_trained_stages(tmp_path
     assert done.returncode != 0
     assert done.stderr.strip().splitlines()[-1] == (f"--weights: {tmp_path}/stages/teacher/checkpoint does not exist "
                                                     "(train the run's stages first)")
+
+
+def test_round_ratios_pair_the_cases_of_each_round():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from bench_common import round_ratios
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    rounds = {"step": [4.0, 9.0, 6.0], "forward": [1.0, 3.0, 2.0]}  # a slow middle round slows both
+    assert round_ratios(rounds, "step", "forward") == {"median": 3.0, "min": 3.0, "max": 4.0}

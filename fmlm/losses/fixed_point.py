@@ -16,6 +16,12 @@ with ``g_{k-1} = g(s_b, s_c, tau_b)``.
 
 At inference (``tau_0 = e``, zero slot) ``c_skip = 0`` and the degenerate
 pair makes g the plain network output: one forward per flow step.
+
+A cold row (k = 0) has a = b = c = 0: one input (s_0 = 0, tau_0) three times, so
+its f_b and f_c are its f_a, computed once (the same values and, as f_b = f_a is
+the same function of the weights, the same gradient). The pair pass takes the
+B rows of a and the warm rows of b, the third pass the warm rows of c: about
+1.75 B and 0.75 B rows at the paper's cold_prob 0.25, against 2 B and B.
 """
 
 from __future__ import annotations
@@ -111,12 +117,17 @@ class FixedPointLoss:
         snap_ = snap.view(-1, *[1] * (x0.dim() - 1))
         s_a, s_b, s_c = (torch.where(snap_, s_star, s) for s in (s_a, s_b, s_c))
         tau_a, tau_b, tau_c = self._tau(ka).to(dt), self._tau(kb).to(dt), self._tau(kc).to(dt)
-        # One forward for both members of the live pair (one graph for DDP).
-        f_ab = model(torch.cat([z, z]), torch.cat([t, t]), sc=torch.cat([s_a, s_b]), w=torch.cat([w, w]), tau=torch.cat([tau_a, tau_b]))
-        f_a, f_b = f_ab.to(dt).chunk(2)
+        # One forward for a of every row and b of the warm rows (one graph for DDP); a cold row's b is its a.
+        warm = (~cold).nonzero().flatten()
+        f_ab = model(torch.cat([z, z[warm]]), torch.cat([t, t[warm]]), sc=torch.cat([s_a, s_b[warm]]),
+                     w=torch.cat([w, w[warm]]), tau=torch.cat([tau_a, tau_b[warm]])).to(dt)
+        f_a = f_ab[:b]
+        f_b = f_a.index_copy(0, warm, f_ab[b:])
         g_k = self._g(s_a, f_a, s_b, f_b, tau_a)
         with torch.no_grad():
-            f_c = model(z, t, sc=s_c, w=w, tau=tau_c).to(dt)
+            f_c = f_a.detach()
+            if warm.numel():
+                f_c = f_c.index_copy(0, warm, model(z[warm], t[warm], sc=s_c[warm], w=w[warm], tau=tau_c[warm]).to(dt))
             g_prev = self._g(s_b, f_b.detach(), s_c, f_c, tau_b)
         loss_global = masked_mse(g_k, s_star)
         loss_local = masked_mse(g_k, g_prev)

@@ -101,6 +101,60 @@ def test_fixed_point_loss_trains_the_phase_bank_of_a_real_network():
     assert all(p.grad is not None for n, p in student.named_parameters() if n.startswith("phase_bank"))
 
 
+def _full_pass_fixed_point_loss(loss, model, b, generator):
+    """The stage-2 loss with every member of every triple through the network (2 B rows with gradients,
+    B without): what FixedPointLoss computes with a cold row's f_b and f_c taken from its f_a."""
+    from fmlm.losses.common import masked_mse, noisy_latents
+
+    cfg, flow = loss.cfg, loss.flow
+    x0, (n, dev, dt) = b.x0, b.shape_facts
+    t, z = noisy_latents(x0, flow.lam, flow.p_mean, flow.p_std, generator)
+    w = sample_guidance(n, flow, generator, dev, dt)
+    traj = teacher_trajectory(loss.teacher, z, t, w, cfg)
+    K = cfg.iterations
+    cold = torch.rand(n, generator=generator) < cfg.cold_prob
+    k = torch.where(cold, 0, torch.randint(2, K + 1, (n,), generator=generator))
+    ka, kb, kc = k, (k - 1).clamp(min=0), (k - 2).clamp(min=0)
+    rows = torch.arange(n)
+    s_a, s_b, s_c = traj[ka, rows], traj[kb, rows], traj[kc, rows]
+    snap = ((torch.rand(n, generator=generator) < cfg.snap_prob) & (k >= 1) & (k <= K - cfg.snap_tail)).view(-1, 1, 1)
+    s_a, s_b, s_c = (torch.where(snap, traj[-1], s) for s in (s_a, s_b, s_c))
+    tau_a, tau_b, tau_c = loss._tau(ka).to(dt), loss._tau(kb).to(dt), loss._tau(kc).to(dt)
+    f_a, f_b = model(torch.cat([z, z]), torch.cat([t, t]), sc=torch.cat([s_a, s_b]), w=torch.cat([w, w]),
+                     tau=torch.cat([tau_a, tau_b])).chunk(2)
+    g_k = loss._g(s_a, f_a, s_b, f_b, tau_a)
+    with torch.no_grad():
+        g_prev = loss._g(s_b, f_b.detach(), s_c, model(z, t, sc=s_c, w=w, tau=tau_c), tau_b)
+    return cfg.global_weight * masked_mse(g_k, traj[-1]) + (1 - cfg.global_weight) * masked_mse(g_k, g_prev)
+
+
+@pytest.mark.parametrize("cold_prob", [0.0, 0.5, 1.0])
+def test_cold_rows_pass_through_the_student_once_with_the_same_loss_and_gradient(cold_prob):
+    torch.manual_seed(0)
+    teacher = Denoiser(denoiser_config("tiny", latent_dim=3, vocab_size=5, max_len=4))
+    student = Denoiser(dataclasses.replace(teacher.config, phase_tokens=4))
+    for p in [*student.phase_bank.parameters(), *student.out_proj.parameters(), *teacher.out_proj.parameters()]:
+        torch.nn.init.normal_(p, std=0.1)  # zero-initialised: give the phase and the outputs a say
+    loss = FixedPointLoss(FixedPointConfig(iterations=5, snap_tail=1, cold_prob=cold_prob), teacher, FlowConfig())
+    b = Batch(torch.zeros(12, 4, dtype=torch.long), torch.randn(12, 4, 3))
+    rows = []
+    hook = student.register_forward_hook(lambda m, args, out: rows.append((args[0].shape[0], torch.is_grad_enabled())))
+    out = loss(student, b, gen(3), decoder_step=False)
+    hook.remove()
+    cold = round(out.metrics["cold_fraction"] * 12)
+    assert rows[0] == (12 + 12 - cold, True)  # a of every row, b of the warm rows
+    assert rows[1:] == ([] if cold == 12 else [(12 - cold, False)])  # c of the warm rows
+    out.loss.backward()
+    fast = {n: p.grad.clone() for n, p in student.named_parameters() if p.grad is not None}
+    student.zero_grad()
+    full = _full_pass_fixed_point_loss(loss, student, b, gen(3))
+    full.backward()
+    assert float(out.loss.detach()) == pytest.approx(float(full.detach()), rel=1e-5)  # float32, rows batched differently
+    for n, p in student.named_parameters():
+        if p.grad is not None:
+            assert torch.allclose(fast[n], p.grad, rtol=1e-4, atol=1e-7), n
+
+
 def test_flow_map_loss_vanishes_for_the_exact_flow_map_and_catches_a_wrong_one():
     data = gaussian(dtype=torch.float64)
     teacher = OracleNet(data)  # the one-time exact denoiser: the diagonal target
