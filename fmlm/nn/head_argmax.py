@@ -14,7 +14,7 @@ replaces the best only when strictly larger; within a tile ``max`` returns the f
 NaN logit wins as it does in ``torch.argmax``.
 
 ``screened_argmax`` computes every logit in bf16 first (inputs rounded to bf16, products accumulated in
-fp32 by oneDNN's AMX kernels, the result rounded to bf16), then the exact fp32 logit only of the
+fp32 by oneDNN's AMX or AVX512-BF16 kernels, the result rounded to bf16), then the exact fp32 logit only of the
 candidates that a rounding-error bound cannot rule out. With unit roundoff u = 2^-8 and
 A_v = sum_i |x_i w_vi| <= ||x|| ||w_v||, a screened logit s_v lies within
 ``E = 4.5 u ||x|| max ||w_v|| + 3 u max |b_v|`` (maxima over v's block of ``SCREEN_BLOCK`` ids) of the
@@ -55,7 +55,9 @@ COL_TILE = 2048
 fp32 256 x 2048 tiles took 430 ms for 2048 tokens against 589 ms for 256-token chunks of whole logits;
 on the trained FMLM*'s head at 1024 tokens the bf16 screen took 68.7 ms with 512-row tiles against
 84.0 ms with 256 (an earlier version with a 3.5 u bound; the current one takes 70 ms at 512), the fp32
-tiles 180 ms with 1024 rows against 197 ms with 256."""
+tiles 180 ms with 1024 rows against 197 ms with 256. On an AMD EPYC with AVX512-BF16 and no AMX, the whole
+decoder pass of the trained FMLM* (its forward included) took 328 ms through the screen against 482 ms
+through the fp32 tiles (benchmarks/results/sampling_cpu_avx512bf16.md)."""
 
 
 def _check_tile(name: str, value: int) -> None:
