@@ -55,9 +55,9 @@ COL_TILE = 2048
 fp32 256 x 2048 tiles took 430 ms for 2048 tokens against 589 ms for 256-token chunks of whole logits;
 on the trained FMLM*'s head at 1024 tokens the bf16 screen took 68.7 ms with 512-row tiles against
 84.0 ms with 256 (an earlier version with a 3.5 u bound; the current one takes 70 ms at 512), the fp32
-tiles 180 ms with 1024 rows against 197 ms with 256. On an AMD EPYC with AVX512-BF16 and no AMX, the whole
-decoder pass of the trained FMLM* on 1024 random latents (its forward included) took 328 ms through the screen against 482 ms
-through the fp32 tiles (benchmarks/results/sampling_cpu_avx512bf16.md)."""
+tiles 180 ms with 1024 rows against 197 ms with 256. On an AMD EPYC with AVX512-BF16 and no AMX, the
+whole decoder pass of the trained FMLM* on 1024 random latents (its forward included) took 328 ms
+through the screen against 482 ms through the fp32 tiles (benchmarks/results/sampling_cpu_avx512bf16.md)."""
 
 
 def _check_tile(name: str, value: int) -> None:
