@@ -646,15 +646,17 @@ def report(payload: dict) -> str:
         f"a warm-up. Peak memory: {s['memory']}. MFU: {_mfu_note(payload)}{_size_note(s)}", "",
         markdown_table(cells), "",
         "FPE: the step's time over one no-grad forward of the same network at the same batch (timed in the same "
-        "rounds; the median over rounds of the step over the forward of the same round, and the range of that ratio "
-        "over the rounds). FPE of the passes: rows processed over the batch, a pass with gradients counted 3x (what the "
-        "network calls alone would cost; the rest is the loss arithmetic, clipping, the optimiser and the EMA).", "",
+        "rounds; the median over rounds of the step over the forward of the same round, and the range of that "
+        "ratio over the rounds). FPE of the passes: rows processed over the batch, a pass with gradients counted 3x "
+        "(what the network calls alone would cost; the rest is the loss arithmetic, clipping, the optimiser and the "
+        "EMA).", "",
     ]
     st = payload["stage2"]
     verdict = "within" if st["within_budget"] else "over"
     spread = f", {_range(st['step_fpe_range'])} over the rounds" if st.get("step_fpe_range") else ""
     lines += [f"Stage 2 (K = {st['K']}): the step costs {st['step_fpe']:.2f} FPE{spread} against K + 8 = "
-              f"{st['budget_fpe']} ({verdict}); the teacher trajectory alone {st['trajectory_fpe']:.2f} FPE, the rest (student pair pass "
+              f"{st['budget_fpe']} ({verdict}); the teacher trajectory alone {st['trajectory_fpe']:.2f} FPE, "
+              "the rest (student pair pass "
               f"with gradients, third pass, optimiser, EMA) {st['rest_fpe']:.2f} FPE; the passes alone predict "
               f"{st['passes_fpe']:.2f} FPE.", ""]
     lines += _reference_lines(payload["reference"])

@@ -30,9 +30,9 @@ Both CPU kernels that take bf16 inputs (AMX tiles, AVX512-BF16 ``vdpbf16ps``) fl
 products and partial sums to zero. A flushed input moves its product by less than 2^-126 times the
 other factor (at most sqrt(d + 1) (||x|| + max ||w_v||) over all inputs), a flushed product or partial sum
 the sum by less than 2^-126 (2 (d + 1) of them), so ``2 (d + 2) 2^-126 (1 + ||x|| + max ||w_v||)`` more
-covers every flush (it matters only for logits near 1e-36). Rows with a non-finite value take the fp32 path. Used on CPUs with AMX
-or AVX512-BF16 (``bf16_screen_pays``): there the bf16 GEMM runs about 5x (AMX) and 2x (AVX512-BF16)
-faster than fp32; a GPU's bf16 GEMM may reduce in bf16, which the bound does not cover.
+covers every flush (it matters only for logits near 1e-36). Rows with a non-finite value take the fp32
+path. Used on CPUs with AMX or AVX512-BF16 (``bf16_screen_pays``): there the bf16 GEMM runs about 5x
+(AMX) and 2x (AVX512-BF16) faster than fp32; a GPU's bf16 GEMM may reduce in bf16, which the bound does not cover.
 """
 
 from __future__ import annotations
