@@ -149,7 +149,8 @@ def test_cold_rows_pass_through_the_student_once_with_the_same_loss_and_gradient
     student.zero_grad()
     full = _full_pass_fixed_point_loss(loss, student, b, gen(3))
     full.backward()
-    assert float(out.loss.detach()) == pytest.approx(float(full.detach()), rel=1e-5)  # float32, rows batched differently
+    # float32, rows batched differently
+    assert float(out.loss.detach()) == pytest.approx(float(full.detach()), rel=1e-5)
     for n, p in student.named_parameters():
         if p.grad is not None:
             assert torch.allclose(fast[n], p.grad, rtol=1e-4, atol=1e-7), n
