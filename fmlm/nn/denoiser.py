@@ -38,7 +38,8 @@ from torch import nn
 
 from fmlm.nn.config import DenoiserConfig
 from fmlm.nn.embedding import TOKEN_INIT_STD, PrefixBank
-from fmlm.nn.head_argmax import COL_TILE, ROW_TILE, ScreenedHead, bf16_screen_pays, linear_argmax, screened_argmax
+from fmlm.nn.head_argmax import COL_TILE, ROW_TILE, SCREENS, linear_argmax, screen_for, screen_of, screened_argmax
+from fmlm.nn.head_screen import HeadScreen
 from fmlm.nn.layers import Block, RMSNorm, xavier_linear
 from fmlm.nn.rotary import prefixed_tables, rotary_tables
 
@@ -83,7 +84,7 @@ class Denoiser(nn.Module):
         self.register_buffer("rope_sin", sin, persistent=False)
         # Refuse non-finite inputs (one host sync per call; switch off for torch.compile).
         self.check_finite = True
-        self._screened_head: ScreenedHead | None = None  # token_ids' bf16 screen of the decoder head
+        self._screened_head: HeadScreen | None = None  # token_ids' screen of the decoder head
 
     @property
     def prefix_len(self) -> int:
@@ -136,7 +137,7 @@ class Denoiser(nn.Module):
         tau: Any = None,
         chunk_tokens: int = DECODE_CHUNK_TOKENS,
         vocab_tile: int | None | str = "auto",
-        screen: bool | str = "auto",
+        screen: str = "auto",
     ) -> torch.Tensor:
         """``argmax`` of the decoder-mode logits, (B, L) int64, without gradients.
 
@@ -144,10 +145,12 @@ class Denoiser(nn.Module):
         ``chunk_tokens`` token positions at a time (``fmlm.nn.head_argmax.linear_argmax``) by
         ``vocab_tile`` vocabulary entries (None: all; "auto": 2048 on a CPU, where the whole logits'
         memory traffic costs more than their arithmetic, all on a GPU, where each tile is a kernel launch).
-        ``screen``: through the bf16 screen (``fmlm.nn.head_argmax.screened_argmax``: the same ids, the
-        fp32 logits computed only where a rounding bound cannot rule them out); "auto": on fp32 features
-        on a CPU with AMX or AVX512-BF16 (``bf16_screen_pays``).
+        ``screen``: "int8" or "bf16", through that screen (``fmlm.nn.head_argmax.screened_argmax``: the
+        same ids, the fp32 logits computed only in blocks whose bounds cannot rule them out); "none": the
+        fp32 tiles; "auto": on fp32 features the one that pays on their device (``screen_for``).
         """
+        if not isinstance(screen, str) or screen not in ("auto", "none", *SCREENS):
+            raise ValueError(f"screen: expected 'auto', 'none' or one of {sorted(SCREENS)}, got {screen!r}")
         if isinstance(chunk_tokens, bool) or not isinstance(chunk_tokens, int) or chunk_tokens < 1:
             raise ValueError(f"chunk_tokens: expected an integer >= 1, got {chunk_tokens!r}")
         h = self._text_hidden(z, t, s=s, sc=sc, w=w, tau=tau, decode=True)
@@ -158,12 +161,14 @@ class Denoiser(nn.Module):
             vocab_tile = None if flat.is_cuda else COL_TILE
         weight, bias = self.unembed.weight, self.unembed.bias
         if screen == "auto":
-            screen = flat.dtype == weight.dtype == torch.float32 and bf16_screen_pays(flat.device)
-        if not screen:
+            fp32 = flat.dtype == weight.dtype == torch.float32
+            screen = screen_for(flat.device) if fp32 else "none"
+        if screen == "none":
             return linear_argmax(flat, weight, bias, rows=chunk_tokens, cols=vocab_tile).view(batch, length)
-        if self._screened_head is None or not self._screened_head.fresh(weight, bias):
-            self._screened_head = ScreenedHead.of(weight, bias)  # bf16 copies, rebuilt when the weights change
-        return screened_argmax(flat, weight, bias, head=self._screened_head, rows=chunk_tokens,
+        head = self._screened_head
+        if not isinstance(head, SCREENS[screen]) or not head.fresh(weight, bias):
+            head = self._screened_head = screen_of(screen, weight, bias)  # rebuilt when the weights change
+        return screened_argmax(flat, weight, bias, head=head, rows=chunk_tokens,
                                cols=vocab_tile).view(batch, length)
 
     def _decode_features(self, h: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,5 @@
-"""``argmax(x W^T + b)`` over a large vocabulary without writing the logits out, and, where bf16 matrix
-units make it cheaper, with a bf16 screen that returns the same ids.
+"""``argmax(x W^T + b)`` over a large vocabulary without writing the logits out, and, where the CPU has a
+cheaper GEMM than fp32, through a screen that returns the same ids.
 
 The decoder head's last matrix maps each token's features (d) to the whole vocabulary (30,522 for the
 embedded BERT tokenizer). Written whole, the logits of 256 tokens are 31 MB: the GEMM writes them to
@@ -13,63 +13,54 @@ Same result as ``F.linear(x, weight, bias).argmax(-1)``: every logit is the same
 replaces the best only when strictly larger; within a tile ``max`` returns the first maximum), and a
 NaN logit wins as it does in ``torch.argmax``.
 
-``screened_argmax`` computes every logit in bf16 first (inputs rounded to bf16, products accumulated in
-fp32 by oneDNN's AMX or AVX512-BF16 kernels, the result rounded to bf16), then the exact fp32 logit only of the
-candidates that a rounding-error bound cannot rule out. With unit roundoff u = 2^-8 and
-A_v = sum_i |x_i w_vi| <= ||x|| ||w_v||, a screened logit s_v lies within
-``E = 4.5 u ||x|| max ||w_v|| + 3 u max |b_v|`` (maxima over v's block of ``SCREEN_BLOCK`` ids) of the
-real one. The bias enters the bf16 GEMM as one more input column (against a 1), so the terms are two
-input roundings (2u (A + |b|)), the fp32 sum (below u (A + |b|) / 16 for d <= 4096) and the output
-rounding (u (A + |b|)): 3.1 u (A + |b|) with the second-order terms; the factors 4.5 and 3 also cover a
-kernel that added the bias in bf16 after rounding the product (4.1 u A + 2 u |b|). So every id whose real logit could reach the
-top has ``s_v + E_v >= s_top - E_top``; only the blocks of ``SCREEN_BLOCK`` ids
-holding such an id are scored in fp32 (on the trained FMLM*'s head, 5.6 of 120 blocks per token on average
-under the looser bound with one global max ||w_v||; fewer with the per-block maxima).
-The fp32 logits are those of the fp32 GEMM, so the ids are the same as ``linear_argmax``'s, ties and all.
-Both CPU kernels that take bf16 inputs (AMX tiles, AVX512-BF16 ``vdpbf16ps``) flush denormal inputs,
-products and partial sums to zero. A flushed input moves its product by less than 2^-126 times the
-other factor (at most sqrt(d + 1) (||x|| + max ||w_v||) over all inputs), a flushed product or partial sum
-the sum by less than 2^-126 (2 (d + 1) of them), so ``2 (d + 2) 2^-126 (1 + ||x|| + max ||w_v||)`` more
-covers every flush (it matters only for logits near 1e-36). Rows with a non-finite value take the fp32
-path. Used on CPUs with AMX or AVX512-BF16 (``bf16_screen_pays``): there the bf16 GEMM runs about 5x
-(AMX) and 2x (AVX512-BF16) faster than fp32; a GPU's bf16 GEMM may reduce in bf16, which the bound does not cover.
+``screened_argmax`` first bounds, per token and block of ``SCREEN_BLOCK`` ids, the block's largest real
+logit from below and above (``fmlm.nn.head_screen``: exact int8 products on CPUs with VNNI,
+``fmlm.nn.screen_int8``; bf16 products on CPUs with AMX or AVX512-BF16, ``fmlm.nn.screen_bf16``), then
+scores in fp32 only the blocks whose upper bound reaches the token's largest lower bound. The fp32
+logits it compares are those of the fp32 GEMM, which lie within gamma = (d + 2) 2^-24 (||x|| max ||w_v||
++ max |b_v|) of the real ones (the worst-case rounding of a sum of d + 1 products); both bounds are
+widened by gamma, so the block holding the fp32 argmax is always scored and the ids are the same as
+``linear_argmax``'s, ties and all. Rows with a non-finite value, or whose logits could leave the fp32
+range, take ``linear_argmax``; so does every row when the head itself is not finite.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
-UNIT_ROUNDOFF_BF16 = 2.0**-8
-ERROR_FACTOR = 4.5  # times u ||x|| max ||w||: the bf16 screen's error bound (module docstring)
-BIAS_ERROR_FACTOR = 3.0  # times u max |b|
-FLUSH_UNIT = 2.0**-126  # the smallest normal fp32: what a denormal flushed to zero can move a sum by
-SCREEN_BLOCK = 256
-"""Ids per block of the screen: the unit whose fp32 logits are computed when the bound cannot rule it out."""
+from fmlm.nn.head_screen import BOUND_SLACK, SCREEN_BLOCK, HeadScreen, check_tile
+from fmlm.nn.screen_bf16 import Bf16Screen, bf16_screen_pays
+from fmlm.nn.screen_int8 import Int8Screen, int8_screen_pays, int_mm_is_exact
+
+FP32_UNIT = 2.0**-24
+FP32_SAFE = 2.0**126  # bounds beyond this may mean fp32 logits of +-inf: the row takes the fp32 path
 
 ROW_TILE = 512
 COL_TILE = 2048
 """Default tile: 512 x 2048 logits (4 MB in fp32). On the embedded head (384 x 30,522, one CPU thread):
 fp32 256 x 2048 tiles took 430 ms for 2048 tokens against 589 ms for 256-token chunks of whole logits;
 on the trained FMLM*'s head at 1024 tokens the bf16 screen took 68.7 ms with 512-row tiles against
-84.0 ms with 256 (an earlier version with a 3.5 u bound; the current one takes 70 ms at 512), the fp32
-tiles 180 ms with 1024 rows against 197 ms with 256. On an AMD EPYC with AVX512-BF16 and no AMX, the
-whole decoder pass of the trained FMLM* on 1024 random latents (its forward included) took 328 ms
-through the screen against 482 ms through the fp32 tiles (benchmarks/results/sampling_cpu_avx512bf16.md)."""
+84.0 ms with 256 (Intel with AMX), the fp32 tiles 180 ms with 1024 rows against 197 ms with 256. The int8
+screen's GEMM took 41 ms with 512-row tiles against 52 ms with 256 (AMD EPYC with VNNI)."""
+
+SCREENS = {"int8": Int8Screen, "bf16": Bf16Screen}
+"""The screens by name (``screened_argmax(screen=...)``, ``Denoiser.token_ids(screen=...)``)."""
 
 
-def _check_tile(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+def screen_for(device: torch.device | str) -> str:
+    """The screen that pays on ``device``: "int8" on a CPU with VNNI and an exact ``torch._int_mm``, else
+    "bf16" on a CPU with AMX or AVX512-BF16, else "none" (the fp32 tiles)."""
+    if int8_screen_pays(device):
+        return "int8"
+    return "bf16" if bf16_screen_pays(device) else "none"
 
 
 def _check_inputs(caller: str, x: torch.Tensor, weight: torch.Tensor, rows: int, cols: int | None) -> None:
     """Refuse a bad tile size or shapes other than x (N, d), weight (V, d), naming ``caller``."""
-    _check_tile("rows", rows)
+    check_tile("rows", rows)
     if cols is not None:
-        _check_tile("cols", cols)
+        check_tile("cols", cols)
     if x.dim() != 2 or weight.dim() != 2 or x.shape[1] != weight.shape[1]:
         raise ValueError(f"{caller}: expected x (N, d) and weight (V, d), got {tuple(x.shape)} and "
                          f"{tuple(weight.shape)}")
@@ -97,105 +88,45 @@ def linear_argmax(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     return ids
 
 
-BF16_CPU_PROBES = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-"""``torch.cpu`` probes of the instructions that take bf16 inputs and accumulate in fp32 (AMX, AVX512-BF16)."""
-
-
-def bf16_screen_pays(device: torch.device | str) -> bool:
-    """True on a CPU whose bf16 instructions (AMX or AVX512-BF16) make the screen cheaper than the fp32
-    GEMM (measured: 1024 tokens on the embedded head, one thread, module docstring of ``ROW_TILE``)."""
-    if torch.device(device).type != "cpu":
-        return False
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in BF16_CPU_PROBES)
-
-
-def _augmented_width(d: int) -> int:
-    """Inner width of the screen's GEMM: the features, a 1 for the bias, zeros up to a multiple of 32."""
-    return -(-(d + 1) // 32) * 32
-
-
-def _block_max(values: torch.Tensor, block: int) -> torch.Tensor:
-    """Per block of ``block`` consecutive entries of the last dimension, the maximum (the last block may
-    be shorter)."""
-    whole = values.shape[-1] // block * block
-    parts = [values[..., :whole].unflatten(-1, (-1, block)).amax(-1)]
-    if whole < values.shape[-1]:
-        parts.append(values[..., whole:].amax(-1, keepdim=True))
-    return torch.cat(parts, -1)
-
-
-@dataclass(frozen=True)
-class ScreenedHead:
-    """What the screen needs of a head besides its fp32 weights: bf16 copies and, per block of ``block``
-    ids, the largest ||w_v|| and |b_v| (the bound's terms). ``ScreenedHead.of`` builds it; ``fresh`` says
-    whether it still matches the head's tensors."""
-
-    weight: torch.Tensor  # bf16 (V, K): [w_v, b_v, 0...], K = d + 1 rounded up to a multiple of 32
-    block: int
-    weight_norms: torch.Tensor  # (blocks,) max ||w_v|| over each block
-    bias_norms: torch.Tensor  # (blocks,) max |b_v| over each block (zeros without a bias)
-    key: tuple  # the fp32 tensors' storage and version counters when built
-
-    @staticmethod
-    def _key(weight: torch.Tensor, bias: torch.Tensor | None) -> tuple:
-        return tuple((t.data_ptr(), t._version) for t in (weight, bias) if t is not None)
-
-    @classmethod
-    @torch.no_grad()
-    def of(cls, weight: torch.Tensor, bias: torch.Tensor | None = None, block: int = SCREEN_BLOCK) -> "ScreenedHead":
-        _check_tile("block", block)
-        norms = _block_max(weight.norm(dim=1), block)
-        biases = torch.zeros_like(norms) if bias is None else _block_max(bias.abs(), block)
-        vocab, d = weight.shape
-        augmented = weight.new_zeros((vocab, _augmented_width(d)), dtype=torch.bfloat16)
-        augmented[:, :d] = weight
-        if bias is not None:
-            augmented[:, d] = bias
-        return cls(augmented, block, norms, biases, cls._key(weight, bias))
-
-    def fresh(self, weight: torch.Tensor, bias: torch.Tensor | None, block: int = SCREEN_BLOCK) -> bool:
-        return self.block == block and self.key == self._key(weight, bias)
+def screen_of(screen: str, weight: torch.Tensor, bias: torch.Tensor | None = None,
+              block: int = SCREEN_BLOCK) -> HeadScreen:
+    """The screen named ``screen`` ("int8" or "bf16") of the head (weight, bias); "int8" is refused where
+    ``torch._int_mm`` is not exact."""
+    if screen not in SCREENS:
+        raise ValueError(f"screen: expected one of {sorted(SCREENS)}, got {screen!r}")
+    if screen == "int8" and not int_mm_is_exact():
+        raise ValueError("screen 'int8': torch._int_mm does not return exact int32 sums on this machine")
+    return SCREENS[screen].of(weight, bias, block)
 
 
 @torch.no_grad()
 def screened_argmax(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
-                    head: ScreenedHead | None = None, rows: int = ROW_TILE, cols: int | None = COL_TILE,
-                    block: int = SCREEN_BLOCK) -> torch.Tensor:
-    """``F.linear(x, weight, bias).argmax(-1)`` for fp32 ``x`` (N, d), ``weight`` (V, d) through the bf16
-    screen (module docstring); ``head``: ``ScreenedHead.of(weight, bias, block)``, when the caller keeps one.
+                    head: HeadScreen | None = None, screen: str = "int8", rows: int = ROW_TILE,
+                    cols: int | None = COL_TILE, block: int = SCREEN_BLOCK) -> torch.Tensor:
+    """``F.linear(x, weight, bias).argmax(-1)`` for fp32 ``x`` (N, d), ``weight`` (V, d) through a screen
+    (module docstring); ``head``: ``screen_of(screen, weight, bias, block)``, when the caller keeps one.
 
-    Pass 1: bf16 logits in ``rows`` x ``cols`` tiles, of which only each ``block`` of ids' maximum is kept.
-    Pass 2: per block, the fp32 logits of the rows whose block maximum plus the block's bound reaches
-    their top less its bound (the only blocks that can hold the fp32 argmax); the best of those, the
-    lowest id among equals as in ``torch.argmax``. Rows with a non-finite value take ``linear_argmax``."""
+    Pass 1: the screen's bounds per (row, block), in ``rows`` x ``cols`` tiles. Pass 2: per block, the
+    fp32 logits of the rows whose upper bound reaches their largest lower bound; the best of those, the
+    lowest id among equals as in ``torch.argmax``."""
     _check_inputs("screened_argmax", x, weight, rows, cols)
-    _check_tile("block", block)
+    check_tile("block", block)
     if x.dtype != torch.float32 or weight.dtype != torch.float32:
         raise ValueError(f"screened_argmax: expected float32 x and weight, got {x.dtype} and {weight.dtype}")
-    head = ScreenedHead.of(weight, bias, block) if head is None else head
+    head = screen_of(screen, weight, bias, block) if head is None else head
     if head.block != block:
         raise ValueError(f"screened_argmax: head was built for blocks of {head.block} ids, not {block}")
     n, vocab = x.shape[0], weight.shape[0]
-    cols = vocab if cols is None else max(block, cols // block * block)  # whole blocks per tile
-    x_norm = x.norm(dim=1)
-    x_b = x.new_zeros((n, head.weight.shape[1]), dtype=torch.bfloat16)  # [x, 1, 0...]: the bias as a column
-    x_b[:, : x.shape[1]] = x
-    x_b[:, x.shape[1]] = 1.0
-    maxima = x.new_empty((n, head.weight_norms.numel()))
-    for c0 in range(0, vocab, cols):
-        w = head.weight[c0 : c0 + cols]
-        j0 = c0 // block
-        for r0 in range(0, n, rows):
-            tile = _block_max(F.linear(x_b[r0 : r0 + rows], w), block)
-            maxima[r0 : r0 + rows, j0 : j0 + tile.shape[1]] = tile
-    # E[r, j]: the bound on |screened - real| for every id of block j in row r.
-    flush = FLUSH_UNIT * 2 * (x.shape[1] + 2) * (1 + x_norm.unsqueeze(1) + head.weight_norms)
-    bound = UNIT_ROUNDOFF_BF16 * (ERROR_FACTOR * x_norm.unsqueeze(1) * head.weight_norms
-                                  + BIAS_ERROR_FACTOR * head.bias_norms) + flush
-    top, top_block = maxima.max(1)
-    floor = top - bound.gather(1, top_block.unsqueeze(1)).squeeze(1)  # below the real top logit
-    fallback = ~torch.isfinite(floor) | ~torch.isfinite(x_norm)
-    need = ((maxima + bound >= floor.unsqueeze(1)) & ~fallback.unsqueeze(1)).t().contiguous()  # (blocks, N)
+    if n == 0 or not head.usable:
+        return linear_argmax(x, weight, bias, rows=rows, cols=cols)
+    upper, lower = head.block_bounds(x, rows, cols)
+    x_norm = x.double().norm(dim=1, keepdim=True)
+    gamma = BOUND_SLACK * FP32_UNIT * (x.shape[1] + 2) * (x_norm * head.weight_norms + head.bias_norms)
+    upper, lower = upper + gamma, lower - gamma
+    floor = lower.amax(1)  # below the row's largest real logit, and its fp32 logit's
+    fallback = (~torch.isfinite(floor) | ~torch.isfinite(x_norm[:, 0])
+                | (torch.maximum(upper.abs(), lower.abs()).amax(1) >= FP32_SAFE))
+    need = ((upper >= floor.unsqueeze(1)) & ~fallback.unsqueeze(1)).t().contiguous()  # (blocks, N)
     found_rows, found_values, found_ids = [], [], []
     for j in need.any(1).nonzero().flatten().tolist():
         r = need[j].nonzero().flatten()
@@ -216,5 +147,5 @@ def screened_argmax(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     return ids
 
 
-__all__ = ["COL_TILE", "ROW_TILE", "SCREEN_BLOCK", "ScreenedHead", "bf16_screen_pays", "linear_argmax",
+__all__ = ["COL_TILE", "ROW_TILE", "SCREENS", "SCREEN_BLOCK", "linear_argmax", "screen_for", "screen_of",
            "screened_argmax"]

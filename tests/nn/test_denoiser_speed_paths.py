@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from fmlm.nn.denoiser import compile_denoiser, finite_checks
+from fmlm.nn.screen_int8 import int_mm_is_exact
 
 
 @pytest.mark.parametrize("chunk", [1, 4, 21, 10_000])
@@ -25,19 +26,33 @@ def test_token_ids_match_on_a_large_vocabulary_with_phase_and_source_time(build_
     assert whole.unique().numel() > 10  # a non-trivial decoding
     for chunk in (7, 16, 60):
         assert torch.equal(m.token_ids(z, torch.ones(5), chunk_tokens=chunk, **kwargs), whole)
-    for screen, tile in [(True, 500), (False, 500), (True, None), (False, None)]:
+    screens = ["int8", "bf16", "none", "auto"] if int_mm_is_exact() else ["bf16", "none", "auto"]
+    for screen, tile in [(name, tile) for name in screens for tile in (500, None)]:
         ids = m.token_ids(z, torch.ones(5), screen=screen, vocab_tile=tile, **kwargs)
         assert torch.equal(ids, whole), (screen, tile)
 
 
-def test_the_screen_follows_changed_weights(build_model, perturbed):
+@pytest.mark.parametrize("screen", ["int8", "bf16"])
+def test_the_screen_follows_changed_weights(build_model, perturbed, screen):
+    if screen == "int8" and not int_mm_is_exact():
+        pytest.skip("torch._int_mm is not exact on this machine")
     m = perturbed(build_model(vocab_size=600), scale=0.05).eval()
     z = torch.randn(2, 9, m.config.latent_dim)
-    before = m.token_ids(z, torch.ones(2), screen=True)
+    before = m.token_ids(z, torch.ones(2), screen=screen)
     with torch.no_grad():
         m.unembed.weight[7] += 100 * m.unembed.weight.abs().max()  # token 7 now wins where its logit is positive
-    after = m.token_ids(z, torch.ones(2), screen=True)
+    after = m.token_ids(z, torch.ones(2), screen=screen)
     assert torch.equal(after, m(z, torch.ones(2), decode=True).argmax(-1)) and not torch.equal(before, after)
+    other = "bf16" if screen == "int8" else "int8"
+    if int_mm_is_exact():  # switching screens rebuilds the cached one
+        assert torch.equal(m.token_ids(z, torch.ones(2), screen=other), after)
+        assert type(m._screened_head).__name__ == {"int8": "Int8Screen", "bf16": "Bf16Screen"}[other]
+
+
+@pytest.mark.parametrize("screen", [True, "fp8", ["int8"]])
+def test_token_ids_refuse_an_unknown_screen(model, batch, screen):
+    with pytest.raises(ValueError, match="^screen: expected 'auto', 'none' or one of"):
+        model.token_ids(batch["z"], 1.0, screen=screen)
 
 
 @pytest.mark.parametrize("chunk", [0, -3, 2.5, True])
