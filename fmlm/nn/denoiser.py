@@ -84,7 +84,7 @@ class Denoiser(nn.Module):
         self.register_buffer("rope_sin", sin, persistent=False)
         # Refuse non-finite inputs (one host sync per call; switch off for torch.compile).
         self.check_finite = True
-        self._screened_head: HeadScreen | None = None  # token_ids' screen of the decoder head
+        self._screens: dict[str, HeadScreen] = {}  # token_ids' screens of the decoder head, by name
 
     @property
     def prefix_len(self) -> int:
@@ -165,9 +165,9 @@ class Denoiser(nn.Module):
             screen = screen_for(flat.device) if fp32 else "none"
         if screen == "none":
             return linear_argmax(flat, weight, bias, rows=chunk_tokens, cols=vocab_tile).view(batch, length)
-        head = self._screened_head
-        if not isinstance(head, SCREENS[screen]) or not head.fresh(weight, bias):
-            head = self._screened_head = screen_of(screen, weight, bias)  # rebuilt when the weights change
+        head = self._screens.get(screen)
+        if head is None or not head.fresh(weight, bias):
+            head = self._screens[screen] = screen_of(screen, weight, bias)  # rebuilt when the weights change
         return screened_argmax(flat, weight, bias, head=head, rows=chunk_tokens,
                                cols=vocab_tile).view(batch, length)
 

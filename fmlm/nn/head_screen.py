@@ -41,6 +41,15 @@ def block_max(values: torch.Tensor, block: int) -> torch.Tensor:
     return torch.cat(parts, -1)
 
 
+BUILD_ROWS = 4096
+"""Vocabulary rows per chunk when a screen is built: its float64 temporaries stay near 4096 d 8 bytes."""
+
+
+def row_chunks(vocab: int) -> list[slice]:
+    """The build's chunks of ``BUILD_ROWS`` vocabulary rows."""
+    return [slice(i, min(i + BUILD_ROWS, vocab)) for i in range(0, vocab, BUILD_ROWS)]
+
+
 def block_columns(vocab: int, block: int, cols: int | None) -> int:
     """Vocabulary entries per tile of a screen's first pass: whole blocks (``cols=None``: all)."""
     return vocab if cols is None else max(block, cols // block * block)
@@ -66,7 +75,7 @@ class HeadScreen:
     @staticmethod
     def norms_of(weight: torch.Tensor, bias: torch.Tensor | None, block: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """(max ||w_v||, max |b_v|) per block in float64, and whether weight and bias are finite."""
-        norms = block_max(weight.double().norm(dim=1), block)
+        norms = block_max(torch.cat([weight[rows].double().norm(dim=1) for rows in row_chunks(weight.shape[0])]), block)
         biases = torch.zeros_like(norms) if bias is None else block_max(bias.double().abs(), block)
         finite = bool(torch.isfinite(weight).all()) and (bias is None or bool(torch.isfinite(bias).all()))
         return norms, biases, finite
@@ -81,4 +90,4 @@ class HeadScreen:
         raise NotImplementedError
 
 
-__all__ = ["BOUND_SLACK", "SCREEN_BLOCK", "HeadScreen", "block_columns", "block_max", "check_tile"]
+__all__ = ["BOUND_SLACK", "SCREEN_BLOCK", "HeadScreen", "block_columns", "block_max", "check_tile", "row_chunks"]

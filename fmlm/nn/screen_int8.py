@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fmlm.nn.head_screen import BOUND_SLACK, SCREEN_BLOCK, HeadScreen, block_columns, block_max, check_tile
+from fmlm.nn.head_screen import BOUND_SLACK, SCREEN_BLOCK, HeadScreen, block_columns, block_max, check_tile, row_chunks
 
 INT8_LEVELS = 127  # symmetric range [-127, 127]
 MAX_EXACT_WIDTH = (2**31 - 1) // INT8_LEVELS**2
@@ -104,15 +104,19 @@ class Int8Screen(HeadScreen):
         vocab, d = weight.shape
         scales = _scales(block_max(weight.abs().amax(1), block)) if finite else torch.ones_like(norms)
         per_id = scales.repeat_interleave(block)[:vocab]
-        q = quantize(weight, per_id)
-        errors = block_max((weight.double() - per_id.unsqueeze(1) * q).norm(dim=1), block)
+        q = torch.empty((vocab, d), dtype=torch.int8, device=weight.device)
+        errors = []
+        for rows in row_chunks(vocab):  # float64 temporaries of a few MB at a time
+            qi = quantize(weight[rows], per_id[rows])
+            q[rows] = qi.to(torch.int8)
+            errors.append((weight[rows].double() - per_id[rows].unsqueeze(1) * qi).norm(dim=1))
+        errors = block_max(torch.cat(errors), block)
         if bias is None:
             high = low = torch.zeros_like(norms)
         else:
             high, low = block_max(bias.double(), block), -block_max(-bias.double(), block)
         usable = finite and d <= MAX_EXACT_WIDTH
-        return cls(block, norms, biases, usable, cls.key_of(weight, bias), q.to(torch.int8), scales, errors,
-                   high, low)
+        return cls(block, norms, biases, usable, cls.key_of(weight, bias), q, scales, errors, high, low)
 
     @torch.no_grad()
     def block_bounds(self, x: torch.Tensor, rows: int, cols: int | None) -> tuple[torch.Tensor, torch.Tensor]:
