@@ -41,8 +41,8 @@ COL_TILE = 2048
 """Default tile: 512 x 2048 logits (4 MB in fp32). On the embedded head (384 x 30,522, one CPU thread):
 fp32 256 x 2048 tiles took 430 ms for 2048 tokens against 589 ms for 256-token chunks of whole logits;
 on the trained FMLM*'s head at 1024 tokens the bf16 screen took 68.7 ms with 512-row tiles against
-84.0 ms with 256 (Intel with AMX), the fp32 tiles 180 ms with 1024 rows against 197 ms with 256. The int8
-screen's GEMM took 41 ms with 512-row tiles against 52 ms with 256 (AMD EPYC with VNNI)."""
+84.0 ms with 256 (Intel with AMX), the fp32 tiles 180 ms with 1024 rows against 197 ms with 256. On an
+AMD EPYC with VNNI, the int8 screen's first pass took 32-33 ms with 512 x 2048 tiles, the bf16 screen's 70.5 ms."""
 
 SCREENS = {"int8": Int8Screen, "bf16": Bf16Screen}
 """The screens by name (``screened_argmax(screen=...)``, ``Denoiser.token_ids(screen=...)``)."""

@@ -15,7 +15,7 @@ other factor (at most sqrt(d + 1) (||x|| + max ||w_v||) over all inputs), a flus
 the sum by less than 2^-126 (2 (d + 1) of them), so ``2 (d + 2) 2^-126 (1 + ||x|| + max ||w_v||)`` more
 covers every flush (it matters only for logits near 1e-36).
 
-On the trained FMLM*'s head (embedded preset, 1024 random latents), 4.8 of 120 blocks per token are
+On the trained FMLM*'s head (embedded preset, 1024 random latents), 4.7 of 120 blocks per token are
 scored in fp32. Chosen where the CPU has AMX or AVX512-BF16 but no VNNI (``bf16_screen_pays``; every
 such CPU so far has VNNI, which ``fmlm.nn.screen_int8`` uses). A GPU's bf16 GEMM may reduce in bf16,
 which the bound does not cover.
