@@ -8,8 +8,9 @@ and block j, computes cheaply two numbers that bracket the block's largest real 
 (real: the exact value of the fp32 inputs' dot product). The argmax can then only lie in a block whose
 ``upper`` reaches the row's largest ``lower``; only those blocks are scored in fp32. Two screens:
 ``fmlm.nn.screen_int8`` (integer products, exact, on CPUs with VNNI) and ``fmlm.nn.screen_bf16`` (bf16
-products accumulated in fp32, on CPUs with AMX or AVX512-BF16). The bounds are float64 so that their own
-arithmetic rounds far below ``BOUND_SLACK``.
+products accumulated in fp32, on CPUs with AMX or AVX512-BF16). The bounds are float64: their own
+arithmetic rounds by about 2^-52 of the logits' scale, far inside the (d + 2) 2^-24 of it by which
+``screened_argmax`` widens them for the fp32 candidates' rounding.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ Bound. For every id v of block j, exactly (real arithmetic on the fp32 values):
 
 and by Cauchy-Schwarz the last two terms lie within ``E = ||x~|| max ||dw_v|| + ||dx|| max ||w_v||``
 (maxima over the block; the inequality holds for any rounding, so clamping and ties need no care).
-``torch._int_mm`` sums q_x . q_v in int32, exactly while d 127^2 < 2^31 (d < 133,143); a head wider than that
+``torch._int_mm`` sums q_x . q_v in int32, exactly while d 127^2 < 2^31 (d <= 133,144); a head wider than that
 is not screened. With A the block's largest integer product and b_min, b_max its bias range, the block's
 largest real logit lies in
 
