@@ -75,7 +75,9 @@ class HeadScreen:
 
     @staticmethod
     def norms_of(weight: torch.Tensor, bias: torch.Tensor | None, block: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        """(max ||w_v||, max |b_v|) per block in float64, and whether weight and bias are finite."""
+        """(max ||w_v||, max |b_v|) per block in float64, and whether weight and bias are finite; a bad
+        ``block`` is refused first."""
+        check_tile("block", block)
         norms = block_max(torch.cat([weight[rows].double().norm(dim=1) for rows in row_chunks(weight.shape[0])]), block)
         biases = torch.zeros_like(norms) if bias is None else block_max(bias.double().abs(), block)
         finite = bool(torch.isfinite(weight).all()) and (bias is None or bool(torch.isfinite(bias).all()))

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from fmlm.nn.head_screen import BOUND_SLACK, SCREEN_BLOCK, HeadScreen, block_columns, block_max, check_tile
+from fmlm.nn.head_screen import BOUND_SLACK, SCREEN_BLOCK, HeadScreen, block_columns, block_max
 
 UNIT_ROUNDOFF_BF16 = 2.0**-8
 ERROR_FACTOR = 4.5  # times u ||x|| max ||w||: the bf16 screen's error bound (module docstring)
@@ -61,7 +61,6 @@ class Bf16Screen(HeadScreen):
     @classmethod
     @torch.no_grad()
     def of(cls, weight: torch.Tensor, bias: torch.Tensor | None = None, block: int = SCREEN_BLOCK) -> "Bf16Screen":
-        check_tile("block", block)
         norms, biases, finite = cls.norms_of(weight, bias, block)
         vocab, d = weight.shape
         augmented = weight.new_zeros((vocab, augmented_width(d)), dtype=torch.bfloat16)

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fmlm.nn.head_screen import BOUND_SLACK, SCREEN_BLOCK, HeadScreen, block_columns, block_max, check_tile, row_chunks
+from fmlm.nn.head_screen import BOUND_SLACK, SCREEN_BLOCK, HeadScreen, block_columns, block_max, row_chunks
 
 INT8_LEVELS = 127  # symmetric range [-127, 127]
 MAX_EXACT_WIDTH = (2**31 - 1) // INT8_LEVELS**2
@@ -99,7 +99,6 @@ class Int8Screen(HeadScreen):
     @classmethod
     @torch.no_grad()
     def of(cls, weight: torch.Tensor, bias: torch.Tensor | None = None, block: int = SCREEN_BLOCK) -> "Int8Screen":
-        check_tile("block", block)
         norms, biases, finite = cls.norms_of(weight, bias, block)
         vocab, d = weight.shape
         scales = _scales(block_max(weight.abs().amax(1), block)) if finite else torch.ones_like(norms)
