@@ -111,3 +111,26 @@ def test_round_ratios_pair_the_cases_of_each_round():
         sys.path.remove(str(ROOT / "benchmarks"))
     rounds = {"step": [4.0, 9.0, 6.0], "forward": [1.0, 3.0, 2.0]}  # a slow middle round slows both
     assert round_ratios(rounds, "step", "forward") == {"median": 3.0, "min": 3.0, "max": 4.0}
+
+
+def test_kernels_benchmark_times_both_forms_of_each_choice(tmp_path):
+    out, md = tmp_path / "kernels.json", tmp_path / "kernels.md"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "kernels.py"), "--threads", "1", "--repeats", "1", "--batch", "2",
+           "--lengths", "8,20", "--tokens", "40", "--heads", "2", "--out", str(out), "--markdown", str(md)]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert [(r["op"], r["mode"]) for r in data["norms"]] == [
+        ("RMSNorm", "train"), ("RMSNorm", "forward"), ("q/k norm + rotary", "train"), ("q/k norm + rotary", "forward")]
+    assert [(r["length"], r["batch"], r["dtype"]) for r in data["attention"][::2]] == [
+        (8, 5, "bfloat16"), (8, 5, "float32"), (20, 2, "bfloat16"), (20, 2, "float32")]
+    assert len(data["network_step"]) == 6 and all(r["before_over_this"] > 0 for r in data["network_step"])
+    assert all(finite(v) for v in data["times_s"].values())
+    text = md.read_text()
+    assert "## Network step" in text and "fused norms, attend (now)" in text
+
+
+def test_kernels_benchmark_refuses_a_bad_length_list():
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "kernels.py"), "--lengths", "44,x"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--lengths: expected comma-separated integers, got '44,x'" in done.stderr

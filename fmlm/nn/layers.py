@@ -1,9 +1,10 @@
 """Transformer pieces of the denoiser: RMSNorm, QK-normed rotary attention, SwiGLU, the block.
 
 Formulas:
-    rms_norm(x) = g * x / sqrt(mean(x^2) + eps)              (over the last axis, in float32)
+    rms_norm(x) = g * x / sqrt(mean(x^2) + eps)              (over the last axis, in float32;
+                                                              fmlm.nn.fused_norm)
     attention:  q, k, v = x W_qkv + b;  q, k <- rms_norm per head, then rotary;
-                out = softmax(q k^T / sqrt(h)) v W_o + b_o   (bidirectional, no mask)
+                out = softmax(q k^T / sqrt(h)) v W_o + b_o   (bidirectional, no mask; ``attend``)
     swiglu(x)  = (silu(x W_a + b_a) * (x W_b + b_b)) W_c + b_c
     block(x)   = x' + swiglu(rms_norm(x')),  x' = x + attention(rms_norm(x))
 """
@@ -14,16 +15,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fmlm.nn.rotary import apply_rotary
+from fmlm.nn.fused_norm import normed_rotary, rms_norm
 
-RMS_EPS = 1e-6  # keeps 1/rms finite on an all-zero token (e.g. the mode bank when off)
+EXPLICIT_ATTENTION_MAX_TOKENS = 160
+"""Longest sequence whose bf16 attention with gradients runs as explicit matmuls on a CPU (``attend``).
+PyTorch's fused CPU kernel is slow backward in bf16: forward and backward together it took 2.9x as
+long as explicit matmuls at 44 tokens and 1.2x at 140, but 0.67x at 268; without gradients it is
+the faster at every length (benchmarks/results/kernels_cpu.md)."""
 
 
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = RMS_EPS) -> torch.Tensor:
-    """``weight * x / sqrt(mean(x^2, -1) + eps)``, computed in float32, returned in x's dtype."""
-    xf = x.float()
-    out = xf * torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + eps)
-    return (out * weight.float()).to(x.dtype)
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(h)) v`` over (B, heads, N, h), bidirectional.
+
+    ``F.scaled_dot_product_attention``, except for bf16 inputs that need gradients on a CPU with N <=
+    ``EXPLICIT_ATTENTION_MAX_TOKENS``: explicit matmuls, the scores and softmax in float32 (as the
+    fused kernels keep them), the probabilities cast back to bf16 for the product with v.
+    """
+    explicit = (q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.shape[-2] <= EXPLICIT_ATTENTION_MAX_TOKENS
+                and torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad))
+    if not explicit:
+        return F.scaled_dot_product_attention(q, k, v)
+    with torch.autocast("cpu", enabled=False):
+        scores = torch.matmul(q.float(), k.float().transpose(-1, -2)).mul_(q.shape[-1] ** -0.5)
+        return torch.matmul(torch.softmax(scores, dim=-1).to(v.dtype), v)
 
 
 def xavier_linear(in_features: int, out_features: int, *, bias: bool = True) -> nn.Linear:
@@ -62,9 +76,9 @@ class Attention(nn.Module):
         batch, length, width = x.shape
         qkv = self.qkv(x).view(batch, length, 3, self.heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each (B, heads, N, head_dim)
-        q = apply_rotary(self.q_norm(q), cos, sin)
-        k = apply_rotary(self.k_norm(k), cos, sin)
-        out = F.scaled_dot_product_attention(q, k, v)
+        q = normed_rotary(q, self.q_norm.weight, cos, sin)  # = apply_rotary(self.q_norm(q), cos, sin)
+        k = normed_rotary(k, self.k_norm.weight, cos, sin)
+        out = attend(q, k, v)
         return self.out(out.transpose(1, 2).reshape(batch, length, width))
 
 

@@ -5,6 +5,7 @@ Formulas (head dim h even, channel pairs (i, i + h/2), i < h/2):
     angle(p, i) = p * freq_i                     for text position p = 0, 1, ...
     rot(x)_i       = x_i cos(angle) - x_{i+h/2} sin(angle)
     rot(x)_{i+h/2} = x_i sin(angle) + x_{i+h/2} cos(angle)
+    i.e. rot(x) = x C + swap(x) S with C = [cos, cos], S = [-sin, sin], swap([x1, x2]) = [x2, x1]
 A prefix token has cos = 1, sin = 0 (no rotation), so the prefix carries no
 position and the text's relative positions are unchanged by the prefix length.
 """
@@ -37,14 +38,23 @@ def prefixed_tables(
     return torch.cat([ones, cos], dim=0), torch.cat([zeros, sin], dim=0)
 
 
+def swap_halves(x: torch.Tensor) -> torch.Tensor:
+    """``[x2, x1]`` for ``x = [x1, x2]`` split at the middle of the last axis (its own inverse)."""
+    half = x.shape[-1] // 2
+    return torch.cat([x[..., half:], x[..., :half]], dim=-1)
+
+
+def rotary_planes(cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Full-width tables ``C = [cos, cos]`` and ``S = [-sin, sin]`` (N, h), so ``rot(x) = x C + swap_halves(x) S``."""
+    return torch.cat([cos, cos], dim=-1), torch.cat([-sin, sin], dim=-1)
+
+
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate channel pairs (i, i + h/2) of ``x`` (..., N, h) by the angles of ``cos``/``sin`` (N, h/2).
 
-    ``rot(x) = [x1 cos - x2 sin, x1 sin + x2 cos]`` with ``x = [x1, x2]``; computed in
-    the dtype of ``x``.
+    ``rot(x) = [x1 cos - x2 sin, x1 sin + x2 cos] = x C + swap_halves(x) S`` with ``x = [x1, x2]``;
+    computed in the dtype of ``x``. (The denoiser's attention applies it fused with the q/k norm,
+    ``fmlm.nn.fused_norm.normed_rotary``.)
     """
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    cos = cos.to(dtype=x.dtype)
-    sin = sin.to(dtype=x.dtype)
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    c, s = rotary_planes(cos.to(dtype=x.dtype), sin.to(dtype=x.dtype))
+    return torch.addcmul(x * c, swap_halves(x), s)
