@@ -236,7 +236,9 @@ def report(payload: dict) -> str:
     s = payload["settings"]
     lines = header("Kernel choices of the denoiser's blocks", payload)
     lines += [f"Median of {s['repeats']} interleaved rounds after a warm-up; train = forward and backward, "
-              "forward = without gradients.", "", "## Norms (the embedded preset's block shapes)", ""]
+              "forward = without gradients.", "", "## Norms (the embedded preset's block shapes)", "",
+              "Timed alone, a norm's time moves with the allocator's state from run to run (the same kernel can "
+              "rank either way); the network step below is the measure of what the fused norms buy.", ""]
     lines.append(markdown_table([{"op": r["op"], "shape": "x".join(map(str, r["shape"])), "mode": r["mode"],
                                   "fused ms": fmt(r["fused_ms"], 3), "composite ms": fmt(r["composite_ms"], 3),
                                   "composite / fused": fmt(r["composite_over_fused"])} for r in payload["norms"]]))

@@ -19,9 +19,9 @@ from fmlm.nn.fused_norm import normed_rotary, rms_norm
 
 EXPLICIT_ATTENTION_MAX_TOKENS = 160
 """Longest sequence whose bf16 attention with gradients runs as explicit matmuls on a CPU (``attend``).
-PyTorch's fused CPU kernel is slow backward in bf16: forward and backward together it took 2.9x as
-long as explicit matmuls at 44 tokens and 1.2x at 140, but 0.67x at 268; without gradients it is
-the faster at every length (benchmarks/results/kernels_cpu.md)."""
+PyTorch's fused CPU kernel is slow backward in bf16: forward and backward together it took 2.1-2.9x
+as long as explicit matmuls at 44 tokens and 1.2-1.3x at 140, but 0.67-0.69x at 268 (two runs);
+without gradients it is as fast or faster at every length (benchmarks/results/kernels_cpu.md)."""
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
