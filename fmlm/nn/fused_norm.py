@@ -28,7 +28,10 @@ RMS_EPS = 1e-6  # keeps 1/rms finite on an all-zero token (e.g. the mode bank wh
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = RMS_EPS) -> torch.Tensor:
     """``weight * x / sqrt(mean(x^2, -1) + eps)``, computed in float32 (float64 stays), returned in x's dtype."""
-    return _RMSNorm.apply(x, weight, eps)
+    if _needs_grad(x, weight):
+        return _RMSNorm.apply(x, weight, eps)
+    xhat, _ = _normalise(x, eps)
+    return _scaled(xhat, weight).to(x.dtype)
 
 
 def normed_rotary(
@@ -36,7 +39,24 @@ def normed_rotary(
 ) -> torch.Tensor:
     """``apply_rotary(rms_norm(x, weight), cos, sin)`` in one function: x (..., N, h), cos/sin (N, h/2)."""
     c, s = rotary_planes(cos, sin)
-    return _NormedRotary.apply(x, weight, c, s, eps)
+    if _needs_grad(x, weight):
+        return _NormedRotary.apply(x, weight, c, s, eps)
+    xhat, _ = _normalise(x, eps)
+    return _rotated(_scaled(xhat, weight), c, s).to(x.dtype)
+
+
+def _needs_grad(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether autograd will need a backward (else the forward runs without the function's bookkeeping)."""
+    return torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+
+
+def _scaled(xhat: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return xhat * weight.to(xhat.dtype)
+
+
+def _rotated(u: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """``u C + swap_halves(u) S`` in u's dtype."""
+    return torch.addcmul(u * c.to(u.dtype), swap_halves(u), s.to(u.dtype))
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -65,7 +85,7 @@ class _RMSNorm(Function):
         xhat, r = _normalise(x, eps)
         ctx.save_for_backward(xhat, r, weight)
         ctx.x_dtype = x.dtype
-        return (xhat * weight.to(xhat.dtype)).to(x.dtype)
+        return _scaled(xhat, weight).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad):
@@ -78,11 +98,10 @@ class _NormedRotary(Function):
     @staticmethod
     def forward(ctx, x, weight, c, s, eps):
         xhat, r = _normalise(x, eps)
-        u = xhat * weight.to(xhat.dtype)
         c, s = c.to(xhat.dtype), s.to(xhat.dtype)
         ctx.save_for_backward(xhat, r, weight, c, s)
         ctx.x_dtype = x.dtype
-        return torch.addcmul(u * c, swap_halves(u), s).to(x.dtype)
+        return _rotated(_scaled(xhat, weight), c, s).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad):

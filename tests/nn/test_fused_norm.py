@@ -49,6 +49,9 @@ def test_values_and_gradients_match_the_composite_formula_in_float32(rotary):
     oracle = apply_rotary(composite_rms(x, w), cos, sin) if rotary else composite_rms(x, w)
     assert fused.dtype == torch.float32
     torch.testing.assert_close(fused, oracle, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():  # without autograd the same forward runs outside the function
+        plain = normed_rotary(x, w, cos, sin) if rotary else rms_norm(x, w)
+    assert plain.grad_fn is None and torch.equal(plain, fused.detach())
     got = torch.autograd.grad(fused, (x, w), grad)
     want = torch.autograd.grad(oracle, (x, w), grad)
     for g, o in zip(got, want):
