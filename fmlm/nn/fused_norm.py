@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch.autograd import Function
 
-from fmlm.nn.rotary import rotary_planes, swap_halves
+from fmlm.nn.rotary import rotary_planes, rotate, swap_halves
 
 RMS_EPS = 1e-6  # keeps 1/rms finite on an all-zero token (e.g. the mode bank when off)
 
@@ -42,7 +42,7 @@ def normed_rotary(
     if _needs_grad(x, weight):
         return _NormedRotary.apply(x, weight, c, s, eps)
     xhat, _ = _normalise(x, eps)
-    return _rotated(_scaled(xhat, weight), c, s).to(x.dtype)
+    return rotate(_scaled(xhat, weight), c, s).to(x.dtype)
 
 
 def _needs_grad(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -52,11 +52,6 @@ def _needs_grad(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 def _scaled(xhat: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return xhat * weight.to(xhat.dtype)
-
-
-def _rotated(u: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """``u C + swap_halves(u) S`` in u's dtype."""
-    return torch.addcmul(u * c.to(u.dtype), swap_halves(u), s.to(u.dtype))
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -101,7 +96,7 @@ class _NormedRotary(Function):
         c, s = c.to(xhat.dtype), s.to(xhat.dtype)
         ctx.save_for_backward(xhat, r, weight, c, s)
         ctx.x_dtype = x.dtype
-        return _rotated(_scaled(xhat, weight), c, s).to(x.dtype)
+        return rotate(_scaled(xhat, weight), c, s).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad):

@@ -49,6 +49,11 @@ def rotary_planes(cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, t
     return torch.cat([cos, cos], dim=-1), torch.cat([-sin, sin], dim=-1)
 
 
+def rotate(x: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """``x C + swap_halves(x) S`` with the planes ``(C, S)`` of ``rotary_planes``, in x's dtype."""
+    return torch.addcmul(x * c.to(x.dtype), swap_halves(x), s.to(x.dtype))
+
+
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate channel pairs (i, i + h/2) of ``x`` (..., N, h) by the angles of ``cos``/``sin`` (N, h/2).
 
@@ -56,5 +61,4 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     computed in the dtype of ``x``. (The denoiser's attention applies it fused with the q/k norm,
     ``fmlm.nn.fused_norm.normed_rotary``.)
     """
-    c, s = rotary_planes(cos.to(dtype=x.dtype), sin.to(dtype=x.dtype))
-    return torch.addcmul(x * c, swap_halves(x), s)
+    return rotate(x, *rotary_planes(cos, sin))
