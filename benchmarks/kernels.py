@@ -52,11 +52,6 @@ def composite_rms(x, weight):
     return (xf * torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + RMS_EPS) * weight).to(x.dtype)
 
 
-def explicit_attention(q, k, v):
-    scores = torch.matmul(q.float(), k.float().transpose(-1, -2)).mul_(q.shape[-1] ** -0.5)
-    return torch.matmul(torch.softmax(scores, dim=-1).to(v.dtype), v)
-
-
 def norm_cases(batch: int) -> tuple[dict, dict]:
     """Closures timing both norms both ways, and the shapes they run at."""
     exp = preset("embedded")
@@ -101,7 +96,7 @@ def attention_cases(lengths: list[int], tokens: int, heads: int) -> dict:
         for dtype in (torch.float32, torch.bfloat16):
             qkv = torch.randn(b, n, 3, heads, HEAD_DIM, dtype=dtype).requires_grad_()
             grad = torch.randn(b, heads, n, HEAD_DIM, dtype=dtype)
-            for kind, fn in (("fused kernel", F.scaled_dot_product_attention), ("explicit", explicit_attention)):
+            for kind, fn in (("fused kernel", F.scaled_dot_product_attention), ("explicit", layers.explicit_attention)):
                 def run(fn=fn, qkv=qkv):
                     return fn(*qkv.permute(2, 0, 3, 1, 4).unbind(0))
 

@@ -33,9 +33,12 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """
     explicit = (q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.shape[-2] <= EXPLICIT_ATTENTION_MAX_TOKENS
                 and torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad))
-    if not explicit:
-        return F.scaled_dot_product_attention(q, k, v)
-    with torch.autocast("cpu", enabled=False):
+    return explicit_attention(q, k, v) if explicit else F.scaled_dot_product_attention(q, k, v)
+
+
+def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(h)) v`` as two matmuls: scores and softmax in float32, then in v's dtype."""
+    with torch.autocast(q.device.type, enabled=False):
         scores = torch.matmul(q.float(), k.float().transpose(-1, -2)).mul_(q.shape[-1] ** -0.5)
         return torch.matmul(torch.softmax(scores, dim=-1).to(v.dtype), v)
 
