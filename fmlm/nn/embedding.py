@@ -25,12 +25,13 @@ TOKEN_INIT_STD = 0.02  # std of learned prefix tokens and of the scalar-MLP weig
 
 
 def sinusoidal_features(x: torch.Tensor, dim: int = SCALAR_FEATURES, max_period: float = MAX_PERIOD) -> torch.Tensor:
-    """``[cos(x f_j), sin(x f_j)]`` with ``f_j = max_period^(-j/(dim/2))``; x (B,) -> (B, dim), float32."""
+    """``[cos(x f_j), sin(x f_j)]`` with ``f_j = max_period^(-j/(dim/2))``; x (B,) -> (B, dim), float32 (float64 for float64 x)."""
     if dim % 2 != 0:
         raise ValueError(f"dim: sinusoidal feature count must be even, got {dim}")
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=x.device) / half)
-    args = x.float()[:, None] * freqs[None, :]
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=dtype, device=x.device) / half)
+    args = x.to(dtype)[:, None] * freqs[None, :]
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
@@ -53,7 +54,9 @@ class ScalarEmbedding(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(nn.functional.silu(self.hidden(sinusoidal_features(x))))
+        # The features are float32 (float64 for a float64 network); cast to the weights' dtype so a
+        # network moved to float64 (the float64 identity tests) runs end to end.
+        return self.out(nn.functional.silu(self.hidden(sinusoidal_features(x).to(self.hidden.weight.dtype))))
 
 
 class PrefixBank(nn.Module):
