@@ -13,6 +13,7 @@ is a one-line ``ValueError``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,19 @@ class PretrainedModel:
         from fmlm.samplers import sampler_for
 
         return sampler_for(self.info.flow, stored_setting(self.info.samplers, steps), overrides)
+
+    def generate(self, n: int = 8, steps: int | None = None, *, length: int | None = None, seed: int = 0,
+                 overrides: list[str] | tuple[str, ...] = (), device: str = "cpu", progress: bool = False) -> list[str]:
+        """``n`` decoded texts, sampled with the stored setting for ``steps`` (None: the folder's default).
+
+        ``seed`` picks the noise (sample ``i`` of seed ``k`` is the same whatever ``n`` or the batch size);
+        ``overrides`` are other ``SamplerConfig`` fields as ``key=value``; ``length`` defaults to the model's rows."""
+        from fmlm.models.sample import sample_texts
+
+        if any(str(o).split("=", 1)[0].strip() == "seed" for o in overrides):
+            raise ValueError("overrides: give the seed as generate(seed=...), not as an override")
+        sampler = dataclasses.replace(self.sampler(steps, overrides), seed=seed)
+        return sample_texts(self, sampler, n, length=length, device=device, progress=progress)[1]
 
 
 def save_model(model, folder: str | Path, info: ModelInfo, *, tokenizer=None, card: str | None = None,
