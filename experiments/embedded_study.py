@@ -1,4 +1,4 @@
-"""The embedded preset's study (``fmlm.experiment.study``): noise scale, decoder share, row length, and
+"""The embedded preset's study (``fmlm.study.embedded``): noise scale, decoder share, row length, and
 sampling from EMA or raw weights, each trial a teacher trained on the embedded preset and measured on
 the validation seeds; the table goes to OUT/study_table.md (``fmlm.reports.study``).
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fmlm.experiment.study import run_study, study_base
+from fmlm.study.embedded import run_study, study_base
 from fmlm.reports.study import write_study_table
 
 

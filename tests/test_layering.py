@@ -31,6 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("fmlm.train",),
     ("fmlm.models",),
     ("fmlm.experiment",),
+    ("fmlm.reproduce", "fmlm.study"),
     ("fmlm.reports",),
     ("fmlm.cli", "fmlm.commands"),
     ("fmlm", "fmlm.__main__"),

@@ -62,7 +62,7 @@ DECODE_SWEEP = "decode"
 """Sweep tag of the records that decode held-out latents with a model's decoder head (no sampling)."""
 
 STUDY_FILE = "study.json"
-"""The file in a study folder (``fmlm.experiment.study``) that records the order, overrides, scores and winners."""
+"""The file in a study folder (``fmlm.study.embedded``) that records the order, overrides, scores and winners."""
 STUDY_TRIALS_DIR = "trials"
 """The study folder's subfolder holding one run folder per trial."""
 STUDY_WEIGHTS = {"ema": "teacher", "model": "teacher-raw"}

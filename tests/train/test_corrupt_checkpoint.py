@@ -8,7 +8,7 @@ import torch
 
 from fmlm.cli import main
 from fmlm.train import checkpoint as ckpt
-from tests.test_stages import save, teacher_model
+from tests.experiment.test_stages import save, teacher_model
 
 
 class _WritesMarker:
