@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from bench_common import DIMS, command_line, fmt, header, interleaved, machine, median, networks, write_results
-from training import network_step_fn
+from train_reference import network_step_fn
 from fmlm.experiment import preset
 from fmlm.losses.common import Batch
 from fmlm.nn import layers

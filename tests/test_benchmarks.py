@@ -78,7 +78,7 @@ def test_the_flop_formula_matches_torch_flop_counter():
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        from training import forward_flops
+        from train_flops import forward_flops
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     for overrides in ({}, {"phase_tokens": 4}, {"self_conditioning": False, "guidance_tokens": 0}):
