@@ -1,4 +1,5 @@
-"""The written-out backward of RMSNorm and RMSNorm-then-rotary, and the attention kernel choice."""
+"""The written-out backward of RMSNorm and RMSNorm-then-rotary, and the attention kernel choice (with the
+fast paths on: ``FMLM_CPU_KERNELS=off`` routes around both, tests/nn/cpu/test_switch.py)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fmlm.nn import layers
-from fmlm.nn.fused_norm import RMS_EPS, normed_rotary, rms_norm
-from fmlm.nn.layers import EXPLICIT_ATTENTION_MAX_TOKENS, attend
+from fmlm.nn.cpu import attention, switch
+from fmlm.nn.cpu.attention import EXPLICIT_ATTENTION_MAX_TOKENS, attend
+from fmlm.nn.cpu.fused_norm import RMS_EPS, normed_rotary, rms_norm
 from fmlm.nn.rotary import apply_rotary, rotary_tables
 from tests.tolerance import UNIT_ROUNDOFF_BF16, assert_close_to_scale
+
+
+@pytest.fixture(autouse=True)
+def _fast_paths_on():
+    """These tests are about the fast paths: on whatever ``FMLM_CPU_KERNELS`` says."""
+    with switch.set_mode("on"):
+        yield
 
 
 def composite_rms(x, weight, eps=RMS_EPS):
@@ -96,7 +104,7 @@ def test_a_zero_row_stays_finite_and_a_frozen_weight_gets_no_gradient():
 def test_attention_uses_the_fused_kernel_except_for_short_bf16_rows_with_gradients(monkeypatch):
     calls = []
     sdpa = F.scaled_dot_product_attention
-    monkeypatch.setattr(layers.F, "scaled_dot_product_attention", lambda *a: calls.append(1) or sdpa(*a))
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention", lambda *a: calls.append(1) or sdpa(*a))
     q, k, v = torch.randn(3, 2, 4, 6, 8, requires_grad=True).unbind(0)
     assert torch.equal(attend(q, k, v), sdpa(q, k, v))  # fp32
     short = torch.randn(3, 1, 1, 6, 8, dtype=torch.bfloat16, requires_grad=True).unbind(0)
@@ -111,7 +119,7 @@ def test_attention_uses_the_fused_kernel_except_for_short_bf16_rows_with_gradien
 
 
 def test_short_bf16_attention_on_a_cpu_matches_the_float32_kernel(monkeypatch):
-    monkeypatch.setattr(layers.F, "scaled_dot_product_attention", None)  # must not be called
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention", None)  # must not be called
     torch.manual_seed(3)
     q32, k32, v32 = (2 * torch.randn(3, 2, 4, EXPLICIT_ATTENTION_MAX_TOKENS, 16)).unbind(0)
     q, k, v = (t.bfloat16().requires_grad_() for t in (q32, k32, v32))
