@@ -12,7 +12,7 @@ ELF* (the SDE without self-conditioning), FMLM* and FMLM with CTM gamma-sampling
 ``flow_map_steps``. The networks are random (``bench_common.networks``), or with ``--weights RUN_DIR``
 the trained EMA networks of a run folder's stages (``bench_common.trained_networks``). The cost of
 the network passes does not depend on what the weights learnt; the decoder pass's screen
-(``fmlm.nn.head_argmax``) does: it scores in fp32 only the blocks of ids its bounds cannot rule out,
+(``fmlm.nn.cpu.head_argmax``) does: it scores in fp32 only the blocks of ids its bounds cannot rule out,
 and a trained head's logits rule out more than a random one's.
 
 Per sampler: network evaluations per sample (the final decoder pass included), the median
@@ -31,8 +31,9 @@ the speed-up of few-step samplers: the decoder pass is the same for every sample
 Speed work (each pair measured interleaved in one set of rounds): the previous code paths
 (per-evaluation finite check, the whole logits tensor in the decoder pass, noise drawn as
 per-sample tensors then stacked) against the current defaults; each of the three alone; the
-decoder pass's argmax over 256-token chunks of whole logits against tiles of them, in fp32 and through
-the bf16 and, where ``torch._int_mm`` is exact, the int8 screen (``fmlm.nn.head_argmax``, the same ids);
+decoder pass's argmax over 256-token chunks of whole logits against tiles of them, in fp32 and, where
+``torch._int_mm`` is exact, through the int8 screen (``fmlm.nn.cpu.head_argmax``, the same ids; the bf16
+screen of earlier results files was removed);
 ``torch.compile`` (``--compile``) against eager. ``--profile N`` adds the N top operators by
 self time (``torch.profiler``) of the reference row and FMLM* 1 step, previous and current.
 """
@@ -53,8 +54,8 @@ from bench_common import (
 )
 from fmlm.experiment import PRESETS, preset
 from fmlm.nn.denoiser import DECODE_CHUNK_TOKENS, compile_denoiser
-from fmlm.nn.head_argmax import COL_TILE, screen_for
-from fmlm.nn.screen_int8 import int_mm_is_exact
+from fmlm.nn.cpu.head_argmax import COL_TILE, default_screen, default_tile
+from fmlm.nn.cpu.screen_int8 import int_mm_is_exact
 from fmlm.reports.formatting import markdown_table
 from fmlm.samplers import NoiseStreams, batch_sampler, generate, sampler_for
 from fmlm.samplers.common import guidance_of
@@ -208,7 +209,6 @@ def speed_work(models, cases, exp, args, device) -> list[dict]:
         f"decoder pass | {CHUNKS_OF_WHOLE_LOGITS}": lambda: model.token_ids(z, ones, chunk_tokens=PREVIOUS_CHUNK,
                                                                            vocab_tile=None, screen="none"),
         f"decoder pass | {TILES}": lambda: model.token_ids(z, ones, screen="none"),
-        f"decoder pass | {SCREENS['bf16']}": lambda: model.token_ids(z, ones, screen="bf16"),
         "decoder pass | token_ids, 1024-token chunks, fp32": lambda: model.token_ids(z, ones, chunk_tokens=1024,
                                                                                    screen="none"),
     }
@@ -251,13 +251,12 @@ PREVIOUS_CHUNK = 256  # token_ids' chunk before the tiles
 CHUNKS_OF_WHOLE_LOGITS = f"token_ids, {PREVIOUS_CHUNK}-token chunks of whole fp32 logits (previous)"
 TILES = f"token_ids, {DECODE_CHUNK_TOKENS} x {COL_TILE} tiles, fp32"
 SCREENS = {name: f"token_ids, {DECODE_CHUNK_TOKENS} x {COL_TILE} tiles, {name} screen + fp32 candidates"
-           for name in ("bf16", "int8")}
+           for name in ("int8",)}
 
 SPEEDUP_OF = {
     "current": ("previous", "this"),  # previous time / current time
     TILES: (CHUNKS_OF_WHOLE_LOGITS, "this"),  # what the vocabulary tiles alone save
-    SCREENS["bf16"]: (TILES, "this"),  # what each screen saves on top of the tiles
-    SCREENS["int8"]: (TILES, "this"),
+    SCREENS["int8"]: (TILES, "this"),  # what the screen saves on top of the tiles
     "per-evaluation checks only": ("this", "current"),  # what check-once-per-call alone saves
     "stacked noise only": ("this", "current"),  # what the in-place draw alone saves
     "torch.compile": ("current", "this"),
@@ -440,11 +439,12 @@ def report(payload: dict) -> str:
 
 
 def default_decoder(device: torch.device, precision: str) -> str:
-    """Which decoder-pass variant ``token_ids`` takes by default here (its "auto" rules)."""
-    if device.type == "cuda":
+    """Which decoder-pass variant ``token_ids`` takes by default here (its "auto" rules, under
+    ``FMLM_CPU_KERNELS``)."""
+    if default_tile(device) is None:
         return f"token_ids, {DECODE_CHUNK_TOKENS}-token chunks of whole logits"
     fp32_features = precision != "bf16"  # on a CPU only --precision bf16 autocasts (autocast_for)
-    screen = screen_for(device) if fp32_features else "none"
+    screen = default_screen(device) if fp32_features else "none"
     return SCREENS.get(screen, TILES)
 
 

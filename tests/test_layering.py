@@ -26,6 +26,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("fmlm.config", "fmlm.files"),
     ("fmlm.experiment.run_folder", "fmlm.experiment.sweep_choice", "fmlm.math", "fmlm.data", "fmlm.evaluation"),
     ("fmlm.synthetic",),
+    ("fmlm.nn.rotary",),
+    ("fmlm.nn.cpu",),
     ("fmlm.nn",),
     ("fmlm.losses", "fmlm.samplers"),
     ("fmlm.train",),
@@ -41,7 +43,8 @@ itself is only ``fmlm/__init__.py``). A module may import its own unit and units
 side by side in one layer import each other only when ``PEERS`` pairs them. ``fmlm.experiment.run_folder``
 (it imports only ``fmlm.files``) sits at the bottom: it is the contract between the main job, which
 writes run folders, and the reports, which read them. ``fmlm.data`` and ``fmlm.evaluation`` import only
-the bottom layer."""
+the bottom layer. The network (``fmlm.nn``) sits on its CPU kernels (``fmlm.nn.cpu``), which know of it
+only the rotation formula (``fmlm.nn.rotary``)."""
 
 PEERS = {frozenset({"fmlm.cli", "fmlm.commands"})}
 """Units of one layer that may import each other (the command line, in two files)."""
