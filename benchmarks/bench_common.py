@@ -195,8 +195,10 @@ def random_weights(model: nn.Module, seed: int) -> nn.Module:
     return model
 
 
-def networks(preset_name: str, length: int, device: torch.device, names: tuple[str, ...] | None = None) -> dict[str, Denoiser]:
-    """Random networks of the preset's shapes, one per role (``names`` selects; None = all).
+def networks(preset_name: str, length: int, device: torch.device, names: tuple[str, ...] | None = None,
+             dims: tuple[int, int] | None = None) -> dict[str, Denoiser]:
+    """Random networks of the preset's shapes, one per role (``names`` selects; None = all); ``dims``: (latent dim,
+    vocabulary) instead of the preset's data's (``DIMS``).
 
     teacher: self-conditioned with a guidance bank; teacher-nosc: without a slot or guidance;
     elf-star: the teacher plus the phase bank (stage 2); fmlm-star: ELF*'s architecture (stage 3
@@ -204,7 +206,7 @@ def networks(preset_name: str, length: int, device: torch.device, names: tuple[s
     ``fmlm.experiment.stages.build_stage``.
     """
     exp = preset(preset_name)
-    dim, vocab = DIMS[preset_name]
+    dim, vocab = dims or DIMS[preset_name]
     meta = {"dim": dim, "vocab_size": vocab, "row_len": length}
     teacher = exp.network.denoiser(meta, self_conditioning=True)
     student = dataclasses.replace(teacher, phase_tokens=exp.network.phase_tokens or 4,
