@@ -32,8 +32,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PARTS = ("numerics", "training", "sampling", "released", "distributed", "compile")
 """The parts in the order they run (the issue's order: a cut-off run still reports the first ones)."""
 
-BUDGET_S = {"numerics": 45, "training": 130, "sampling": 45, "released": 60, "distributed": 90, "compile": 100}
-"""Seconds each part may take on one H100 (they add up to 470; the run stops at ``TOTAL_S``)."""
+BUDGET_S = {"numerics": 45, "training": 120, "sampling": 40, "released": 75, "distributed": 100, "compile": 90}
+"""Seconds each part may take on one H100 (they add up to 470; the run stops at ``TOTAL_S``, so the last part
+gets what the others left)."""
 
 TOTAL_S = 450.0  # the whole run, under the issue's 8 minutes with 30 s to spare for start-up and the report
 MARGIN_S = 5.0  # kept back from the deadline for writing the report after the last part

@@ -24,7 +24,7 @@ WAIT_S = 120.0  # the longest wait for a launch to reach a point (start-up, CUDA
 WORKER = Path(__file__).with_name("dist_worker.py")
 
 
-def distributed(check, rec: dict) -> None:
+def run(check, rec: dict) -> None:
     s = check.sizes
     run_dir = check.work / "torchrun"
     cuda = check.device.type == "cuda"

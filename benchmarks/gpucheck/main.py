@@ -4,6 +4,7 @@ markdown report and the JSON after every part, print where they are."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import tempfile
@@ -12,10 +13,7 @@ from pathlib import Path
 
 import torch
 
-from bench_common import command_line, machine_text
-from fmlm.reports.formatting import NOT_MEASURED
-
-from gpucheck import common, compiled, distributed, numerics, released, sampling_speed, train_steps
+from gpucheck import common
 
 TITLES = {
     "numerics": "1. Numerics: bf16 autocast against fp32",
@@ -27,13 +25,21 @@ TITLES = {
 }
 """Each part's heading in the report (the test checks every one is there)."""
 
-RUNS = {"numerics": numerics.numerics, "training": train_steps.training, "sampling": sampling_speed.sampling,
-        "released": released.released, "distributed": distributed.distributed, "compile": compiled.compiled}
-LINES = {"numerics": numerics.lines, "training": train_steps.lines, "sampling": sampling_speed.lines,
-         "released": released.lines, "distributed": distributed.lines, "compile": compiled.lines}
-NOTES = {name: getattr(module, "__doc__").split("\n\n")[0].split(": ", 1)[-1].replace("\n", " ")
-         for name, module in (("numerics", numerics), ("training", train_steps), ("sampling", sampling_speed),
-                              ("released", released), ("distributed", distributed), ("compile", compiled))}
+MODULES = {"numerics": "numerics", "training": "train_steps", "sampling": "sampling_speed", "released": "released",
+           "distributed": "distributed", "compile": "compiled"}
+"""The module of each part: its function ``run(check, rec)`` runs it, ``lines(rec)`` writes its results, the first
+paragraph of its docstring says what it measures."""
+
+
+def part(name: str):
+    """The module of part ``name`` (imported on first use: the refusal without CUDA needs none of them)."""
+    return importlib.import_module(f"gpucheck.{MODULES[name]}")
+
+
+def note(name: str) -> str:
+    """The first paragraph of the part's module docstring, without its "Part N, name:" lead."""
+    return part(name).__doc__.split("\n\n")[0].split(": ", 1)[-1].replace("\n", " ")
+
 
 REFUSAL = "gpu-check: CUDA is not available here (torch {}, CUDA build: {}); use --tiny for the CPU smoke run"
 
@@ -66,6 +72,8 @@ def main(argv=None) -> int:
     slug = common.device_slug(device, args.tiny)
     md_path, json_path = args.out / f"gpu_check_{slug}.md", args.out / f"gpu_check_{slug}.json"
     sizes = common.TINY if args.tiny else common.PAPER
+    from bench_common import command_line
+
     payload = {"command": command_line(), "machine": common.machine_info(device), "tiny": args.tiny,
                "sizes": sizes.__dict__, "sdpa": None, "parts": {}}
 
@@ -79,7 +87,7 @@ def main(argv=None) -> int:
         check = common.Check(device, sizes, args.tiny, Path(work), payload, started + common.TOTAL_S, write,
                              args.peak_tflops)
         for name in common.PARTS:
-            common.run_part(check, name, RUNS[name], skip=name in args.skip)
+            common.run_part(check, name, part(name).run, skip=name in args.skip)
             print(f"{TITLES[name]}: {_status(payload['parts'][name])}", flush=True)
     write()
     print(f"report: {md_path}\njson:   {json_path}")
@@ -93,6 +101,9 @@ def _status(rec: dict) -> str:
 
 def report(payload: dict) -> str:
     """The markdown report: machine, SDPA backend, then one section per part (status, notes, results)."""
+    from bench_common import machine_text
+    from fmlm.reports.formatting import NOT_MEASURED
+
     m = payload["machine"]
     versions = f"torch {m['torch']}, CUDA {m['cuda'] or 'none'}, cuDNN {m['cudnn'] or 'none'}"
     if "gpu_memory_bytes" in m:
@@ -110,7 +121,7 @@ def report(payload: dict) -> str:
     ]
     for name in common.PARTS:
         rec = payload["parts"].get(name, {"status": "not run yet"})
-        lines += [f"## {TITLES[name]}", "", f"Status: {_status(rec)}.", "", NOTES[name], ""]
+        lines += [f"## {TITLES[name]}", "", f"Status: {_status(rec)}.", "", note(name), ""]
         if rec.get("status") not in ("running", "not run yet"):
-            lines += LINES[name](rec)
+            lines += part(name).lines(rec)
     return "\n".join(lines).rstrip() + "\n"

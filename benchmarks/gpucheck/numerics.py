@@ -34,7 +34,7 @@ SDPA_OPS = {
 KERNEL_WORDS = ("flash", "fmha", "attention", "sdpa", "cudnn")  # CUDA kernel names of fused attention
 
 
-def numerics(check, rec: dict) -> None:
+def run(check, rec: dict) -> None:
     s, device = check.sizes, check.device
     exp = preset(s.preset)
     models = networks(s.preset, s.length, device, ("teacher", "elf-star", "fmlm-star"), s.dims)

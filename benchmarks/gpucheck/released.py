@@ -28,7 +28,7 @@ RELEASED_SHAPES = {"d": 1280, "width": 768, "heads": 12, "depth": 12, "bottlenec
 """ELF-B as released (fmlm_star.ckpt): ``reference_state``'s keywords; the vocabulary is its GPT-2 default."""
 
 
-def released(check, rec: dict) -> None:
+def run(check, rec: dict) -> None:
     s = check.sizes
     shapes = {} if check.tiny else RELEASED_SHAPES
     path, folder = check.work / "fmlm_star.ckpt", check.work / "fmlm-star"

@@ -15,7 +15,7 @@ from sampling import cost_fns, sample_fn, sampler_cases, table_rows
 from fmlm.experiment import preset
 
 
-def sampling(check, rec: dict) -> None:
+def run(check, rec: dict) -> None:
     s, device = check.sizes, check.device
     exp = preset(s.preset)
     cases = sampler_cases(s.preset, s.sample_batch, None)

@@ -76,7 +76,7 @@ class FixedDraw:
         return out
 
 
-def training(check, rec: dict) -> None:
+def run(check, rec: dict) -> None:
     s, device = check.sizes, check.device
     exp = preset(s.preset)
     dim, vocab = s.dims
