@@ -75,6 +75,7 @@ def test_tiny_run_with_torchrun_signals_and_resumes(tmp_path):
     assert dist["backend"] == "gloo" and dist["signalled"]["stop_line"].startswith("stopped by SIGTERM at step")
     assert 0 < dist["signalled"]["checkpoint_step"] < 8 and not dist["signalled"]["checkpoint_complete"]
     assert dist["resumed"]["metrics_steps"] == list(range(1, 9)) and dist["resumed"]["checkpoint_complete"]
+    assert dist["resumed"]["worker_line"] == "backend gloo, world size 1"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")

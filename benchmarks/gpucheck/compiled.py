@@ -1,4 +1,4 @@
-"""Part 6, ``torch.compile`` on and off for the teacher step at the small batch.
+"""Part 6, compile: ``torch.compile`` on and off for the teacher step at the small batch.
 
 Eager: the trainer's step as ``benchmarks/training.py`` times it (``step_fn``; the network's per-call
 finite check on). Compiled: a copy of the network with the check off (its host sync would break the

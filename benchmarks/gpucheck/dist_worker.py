@@ -1,4 +1,5 @@
-"""The training process of part 5, launched by ``torchrun --nproc_per_node 1 benchmarks/gpucheck/dist_worker.py RUN_DIR``.
+"""The training process of part 5, launched as
+``torchrun --nproc_per_node 1 benchmarks/gpucheck/dist_worker.py RUN_DIR``.
 
 It joins a process group itself (NCCL on CUDA, gloo on a CPU): ``fmlm.train.distributed.init_distributed``
 joins one only for two or more processes, and with one the loop's collectives (the agreed stop

@@ -29,8 +29,9 @@ def run(check, rec: dict) -> None:
     run_dir = check.work / "torchrun"
     cuda = check.device.type == "cuda"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1", str(WORKER),
-           str(run_dir), "--preset", s.preset, "--device", str(check.device), "--dim", str(s.dims[0]), "--vocab", str(s.dims[1]), "--length", str(s.length),
-           "--batch", str(s.small_batch), "--steps", str(s.dist_steps)]
+           str(run_dir), "--preset", s.preset, "--device", str(check.device), "--dim", str(s.dims[0]),
+           "--vocab", str(s.dims[1]), "--length", str(s.length), "--batch", str(s.small_batch),
+           "--steps", str(s.dist_steps)]
     rec["command"] = " ".join(["torchrun", *cmd[3:]])
     rec["backend"] = "nccl" if cuda else "gloo"
     metrics = run_dir / "metrics.jsonl"
@@ -108,11 +109,12 @@ def lines(rec: dict) -> list[str]:
     out = [f"- `{rec['command']}` ({rec['backend']})"] if "command" in rec else []
     if "signalled" in rec:
         r = rec["signalled"]
-        out.append(f"- SIGTERM to torchrun after {SIGNAL_AFTER} logged steps ({rec['first_steps_s']:.1f} s from launch): "
-                   f"torchrun exit {r['torchrun_exit']}; worker: {r['stop_line'] or 'no stop line'}")
+        out.append(f"- SIGTERM to torchrun after {SIGNAL_AFTER} logged steps ({rec['first_steps_s']:.1f} s from "
+                   f"launch): torchrun exit {r['torchrun_exit']}; worker: {r['stop_line'] or 'no stop line'}")
     if "resumed" in rec:
         r = rec["resumed"]
         out.append(f"- the same command again: exit {r['torchrun_exit']} after {rec['resume_s']:.1f} s, checkpoint "
                    f"step {r['checkpoint_step']} (complete: {r['checkpoint_complete']}), logged steps "
-                   f"{r['metrics_steps'][0]}..{r['metrics_steps'][-1]} ({len(r['metrics_steps'])} lines)")
+                   f"{r['metrics_steps'][0]}..{r['metrics_steps'][-1]} ({len(r['metrics_steps'])} lines); worker: "
+                   f"{r['worker_line']}")
     return out + [""] if out else []

@@ -38,7 +38,8 @@ def part(name: str):
 
 def note(name: str) -> str:
     """The first paragraph of the part's module docstring, without its "Part N, name:" lead."""
-    return part(name).__doc__.split("\n\n")[0].split(": ", 1)[-1].replace("\n", " ")
+    text = part(name).__doc__.split("\n\n")[0].split(": ", 1)[-1].replace("\n", " ")
+    return text[:1].upper() + text[1:]
 
 
 REFUSAL = "gpu-check: CUDA is not available here (torch {}, CUDA build: {}); use --tiny for the CPU smoke run"

@@ -54,7 +54,8 @@ def lines(rec: dict) -> list[str]:
     cells = [{"sampler": r["sampler"], "evaluations / sample": str(r["network_evaluations_per_sample"]),
               "s / batch": fmt(r["seconds_per_batch"], 3), "samples/s": fmt(r["samples_per_s"], 1),
               "tokens/s": fmt(r["tokens_per_s"], 0), "speed ratio vs teacher": fmt(r["speed_ratio"]),
-              "evaluations ratio": fmt(r["evaluations_ratio"]), "predicted ratio ((E-1)F + D)": fmt(r["predicted_ratio"])}
+              "evaluations ratio": fmt(r["evaluations_ratio"]),
+              "predicted ratio ((E-1)F + D)": fmt(r["predicted_ratio"])}
              for r in rec["samplers"]]
     costs = ", ".join(f"{k} {1000 * v:.1f} ms" for k, v in rec["network_costs_s"].items())
     return [markdown_table(cells), "", f"Measured costs per batch: {costs}.", ""]

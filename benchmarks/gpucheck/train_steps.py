@@ -104,15 +104,12 @@ def run(check, rec: dict) -> None:
         pred = predicted.get(name)
         batches = [s.small_batch] + ([pred["batch"]] if pred and pred["batch"] else [2 * s.small_batch])
         for b in batches:
-            row = _case(stage, make_batch, b, s.timed_steps, check, peak)
-            if pred:
-                row.update(predicted_batch=pred["batch"],
-                           predicted_peak_bytes=pred["fixed_bytes"] + b * pred["per_sample_bytes"])
-            rows.append(row)
+            rows.append(_predicted(_case(stage, make_batch, b, s.timed_steps, check, peak), pred))
             check.write()
-            if row.get("error") == "out of memory" and b == batches[-1] and b > s.small_batch:
-                retry = _case(stage, make_batch, max(int(b * RETRY_FRACTION), s.small_batch), s.timed_steps, check, peak)
-                rows.append({**retry, "retry_of_batch": b})
+            if rows[-1].get("error") == "out of memory" and b == batches[-1] and b > s.small_batch:
+                smaller = max(int(b * RETRY_FRACTION), s.small_batch)
+                retry = _case(stage, make_batch, smaller, s.timed_steps, check, peak)
+                rows.append(_predicted({**retry, "retry_of_batch": b}, pred))
                 check.write()
         if index == 0:
             rec["loss_fall"] = loss_fall(stage, make_batch(s.small_batch), exp, s.fall_steps, check)
@@ -120,6 +117,14 @@ def run(check, rec: dict) -> None:
         _place(stage, torch.device("cpu"))
         stage.state = None
         free_memory(device)
+
+
+def _predicted(row: dict, pred: dict | None) -> dict:
+    """``row`` with the derivation's largest batch and its predicted peak at the row's batch (when there is one)."""
+    if pred:
+        row.update(predicted_batch=pred["batch"],
+                   predicted_peak_bytes=pred["fixed_bytes"] + row["batch"] * pred["per_sample_bytes"])
+    return row
 
 
 def _place(stage, device: torch.device) -> None:
@@ -131,7 +136,8 @@ def _place(stage, device: torch.device) -> None:
 def _case(stage, make_batch, b: int, steps: int, check, peak: float | None) -> dict:
     """One stage at batch ``b``: median step time, tokens/s, FLOPs, MFU and (CUDA) the peak memory."""
     device = check.device
-    row = {"stage": stage.name, "batch": b}
+    row, step = {"stage": stage.name, "batch": b}, None
+    free_memory(device)  # the cached blocks of the previous batch size, as a run at this one would start
     try:
         step = step_fn(stage, make_batch(b), device, check.precision)
         if device.type == "cuda":
@@ -140,10 +146,12 @@ def _case(stage, make_batch, b: int, steps: int, check, peak: float | None) -> d
         if device.type == "cuda":
             row["peak_memory_bytes"] = torch.cuda.max_memory_allocated(device)
     except torch.cuda.OutOfMemoryError:
+        row["error"] = "out of memory"
+    if "error" in row:  # outside the except block: its traceback, which holds the step's tensors, is gone
+        del step
         for module in [stage.model, *stage.watched.values()]:
             module.zero_grad(set_to_none=True)
         free_memory(device)
-        row["error"] = "out of memory"
         return row
     seconds = median(times)
     flops = count_passes(step, stage.watched).flops()
@@ -179,7 +187,8 @@ def lines(rec: dict) -> list[str]:
         for r in rec["cases"]:
             pred, meas = r.get("predicted_peak_bytes"), r.get("peak_memory_bytes")
             cells.append({
-                "stage": r["stage"], "batch": str(r["batch"]) + (f" (retry of {r['retry_of_batch']})" if "retry_of_batch" in r else ""),
+                "stage": r["stage"],
+                "batch": str(r["batch"]) + (f" (retry of {r['retry_of_batch']})" if "retry_of_batch" in r else ""),
                 "s / step": r.get("error") or fmt(r.get("seconds_per_step"), 3),
                 "tokens/s": fmt(r.get("tokens_per_s"), 0), "TFLOP/s": fmt(r.get("achieved_tflops"), 1),
                 "MFU": "-" if r.get("mfu") is None else f"{100 * r['mfu']:.1f}%",
@@ -192,7 +201,8 @@ def lines(rec: dict) -> list[str]:
     fall = rec.get("loss_fall")
     if fall:
         verdict = "falls" if fall["falls"] else "DOES NOT FALL"
-        out += [f"Loss on a fixed batch of {fall['batch']} (fixed draw, lr {fall['lr']:g}): {fall['first']:.4f} at step 1, "
+        out += [f"Loss on a fixed batch of {fall['batch']} (fixed draw, lr {fall['lr']:g}): {fall['first']:.4f} at "
+                "step 1, "
                 f"mean of the last {FALL_TAIL} of {fall['steps']} steps {fall['last_mean']:.4f}: {verdict}.", ""]
     if rec.get("settings", {}).get("device_memory_bytes"):
         out += [f"Device memory {mib(rec['settings']['device_memory_bytes']) / 1024:.1f} GiB; predictions from "
