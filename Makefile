@@ -6,6 +6,9 @@
 #   make run                         the main job on the embedded offline preset (python -m fmlm run)
 #   make run ARGS="--quick"          any options of `python -m fmlm run`, e.g. --preset paper --run-dir DIR
 #   make slow                        the slow tests (the --quick pipeline end to end, the real evaluator)
+#   make gpu-check                   on a CUDA machine, first: the paper preset's numerics, training steps, sampling,
+#                                    released-checkpoint path, torchrun and torch.compile in under 8 minutes
+#                                    (benchmarks/gpu_check.py; ARGS="--skip compile" etc.; README: On a GPU)
 #
 # GPU users keep their own CUDA build of torch: `make test VENV_OPTS=--system-site-packages` makes a
 # torch installed outside the venv visible, and set-up then installs none (or pass TORCH="torch==X+cu12").
@@ -18,7 +21,7 @@ ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.fmlm-setup
 
-.PHONY: setup test slow run clean-venv
+.PHONY: setup test slow run gpu-check clean-venv
 
 setup: $(STAMP)
 
@@ -38,6 +41,9 @@ slow: setup
 
 run: setup
 	$(BIN)/python -m fmlm run $(ARGS)
+
+gpu-check: setup
+	$(BIN)/python benchmarks/gpu_check.py $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

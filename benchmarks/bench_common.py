@@ -195,8 +195,10 @@ def random_weights(model: nn.Module, seed: int) -> nn.Module:
     return model
 
 
-def networks(preset_name: str, length: int, device: torch.device, names: tuple[str, ...] | None = None) -> dict[str, Denoiser]:
-    """Random networks of the preset's shapes, one per role (``names`` selects; None = all).
+def networks(preset_name: str, length: int, device: torch.device, names: tuple[str, ...] | None = None,
+             dims: tuple[int, int] | None = None) -> dict[str, Denoiser]:
+    """Random networks of the preset's shapes, one per role (``names`` selects; None = all); ``dims``: (latent dim,
+    vocabulary) instead of the preset's data's (``DIMS``).
 
     teacher: self-conditioned with a guidance bank; teacher-nosc: without a slot or guidance;
     elf-star: the teacher plus the phase bank (stage 2); fmlm-star: ELF*'s architecture (stage 3
@@ -204,7 +206,7 @@ def networks(preset_name: str, length: int, device: torch.device, names: tuple[s
     ``fmlm.experiment.stages.build_stage``.
     """
     exp = preset(preset_name)
-    dim, vocab = DIMS[preset_name]
+    dim, vocab = dims or DIMS[preset_name]
     meta = {"dim": dim, "vocab_size": vocab, "row_len": length}
     teacher = exp.network.denoiser(meta, self_conditioning=True)
     student = dataclasses.replace(teacher, phase_tokens=exp.network.phase_tokens or 4,
@@ -214,7 +216,13 @@ def networks(preset_name: str, length: int, device: torch.device, names: tuple[s
     configs["fmlm"] = configs["teacher-nosc"]
     chosen = names or tuple(configs)
     torch.manual_seed(0)
-    return {name: random_weights(Denoiser(configs[name]), i).to(device).eval() for i, name in enumerate(chosen)}
+    return {name: random_weights(_built_on(device, configs[name]), i).to(device).eval() for i, name in enumerate(chosen)}
+
+
+def _built_on(device: torch.device, config) -> Denoiser:
+    """A Denoiser initialised on ``device`` (on a GPU its initialisation takes a fraction of the CPU's time)."""
+    with torch.device(device):
+        return Denoiser(config)
 
 
 ROLE_STAGES = {"teacher": "teacher", "teacher-nosc": "teacher-nosc", "elf-star": "fixed-point",
