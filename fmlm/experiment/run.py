@@ -25,6 +25,7 @@ from fmlm.files import read_jsonl, write_json_atomic
 from fmlm.nn import Denoiser
 from fmlm.train import checkpoint as ckpt
 from fmlm.train.distributed import DistInfo, barrier, init_distributed, shutdown
+from fmlm.train.lock import FolderLock
 
 
 def bind_run_folder(run_dir: Path, cfg: ExperimentConfig) -> None:
@@ -155,13 +156,14 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, *, device: str = 
     check_plan(cfg)  # every sampler setting any choice can lead to is built, so checked, before any work
     check_evaluator_name(cfg.evaluation.evaluator, "evaluation.evaluator")
     info = init_distributed(device)
-    if info.is_main:
-        bind_run_folder(run_dir, cfg)
-    barrier()
-    timing = rf.Timing(run_dir / rf.TIMING_FILE) if info.is_main else None
-    data_folder = prepare_data(cfg, info, timing)
-    folders = train_all(cfg, run_dir, data_folder, info, timing, progress, stages)
-    shutdown()
-    if info.is_main:
-        measure_all(cfg, run_dir, data_folder, folders, info.device, timing, progress)
+    with FolderLock(run_dir, info.rank, "run folder"):  # a second job on this folder is refused here
+        if info.is_main:
+            bind_run_folder(run_dir, cfg)
+        barrier()
+        timing = rf.Timing(run_dir / rf.TIMING_FILE) if info.is_main else None
+        data_folder = prepare_data(cfg, info, timing)
+        folders = train_all(cfg, run_dir, data_folder, info, timing, progress, stages)
+        shutdown()
+        if info.is_main:
+            measure_all(cfg, run_dir, data_folder, folders, info.device, timing, progress)
     return run_dir
