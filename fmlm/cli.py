@@ -102,11 +102,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from fmlm.experiment.run import prepare_data
+    from fmlm.experiment.run import check_experiment, prepare_data
     from fmlm.experiment.stages import run_stage
     from fmlm.train.distributed import init_distributed, shutdown
 
     cfg = experiment_config(args)
+    check_experiment(cfg, evaluator=False)
     info = init_distributed(args.device)
     data = prepare_data(cfg, info)
     root = run_root(args) / "stages"

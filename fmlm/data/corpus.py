@@ -231,6 +231,15 @@ def load_documents(source: str) -> Documents:
     return docs
 
 
+def check_source(source: str, key: str = "data.source") -> None:
+    """Refuse, reading no text, a source whose files or folders do not exist (or match no text file),
+    or whose part is neither; one line naming ``key``. ``hf:`` sources are checked on loading."""
+    try:
+        source_fingerprint(source)
+    except ValueError as err:
+        raise ValueError(f"{key}: {str(err).removeprefix('source: ')}") from None
+
+
 def source_fingerprint(source: str) -> list:
     """What identifies the text behind ``source`` beyond its name, for cache keys: (file, size, mtime)
     of every file of path parts, the installed version of the packages behind embedded parts."""
