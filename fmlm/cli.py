@@ -268,9 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as err:
         print_error(err)
         return 2
+    except OSError as err:  # a full disk, a read-only folder: one line naming the file and the cause
+        print_error(f"{err.filename}: {err.strerror}" if err.filename and err.strerror else err)
+        return 1
 
 
-def print_error(err: BaseException) -> None:
+def print_error(err: BaseException | str) -> None:
     """One line on stderr, written at once (under torchrun the processes' lines never run together);
     processes other than rank 0 name their rank."""
     import os

@@ -65,14 +65,22 @@ def save_checkpoint(
     tmp = folder.with_name(folder.name + ".tmp")
     old = folder.with_name(folder.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(_state(model), tmp / "model.safetensors")
-    save_file(_state(ema), tmp / "ema.safetensors")
-    (tmp / "denoiser.json").write_text(json.dumps(to_dict(model.config), indent=2, sort_keys=True))
-    (tmp / "meta.json").write_text(json.dumps(to_dict(meta), indent=2, sort_keys=True))
-    torch.save({"optimizers": [opt.state_dict() for opt in optimizers]}, tmp / "optim.pt")
-    if log_window is not None:
-        (tmp / LOG_WINDOW_FILE).write_text(json.dumps(log_window))
+    try:
+        tmp.mkdir(parents=True)
+        save_file(_state(model), tmp / "model.safetensors")
+        save_file(_state(ema), tmp / "ema.safetensors")
+        (tmp / "denoiser.json").write_text(json.dumps(to_dict(model.config), indent=2, sort_keys=True))
+        (tmp / "meta.json").write_text(json.dumps(to_dict(meta), indent=2, sort_keys=True))
+        torch.save({"optimizers": [opt.state_dict() for opt in optimizers]}, tmp / "optim.pt")
+        if log_window is not None:
+            (tmp / LOG_WINDOW_FILE).write_text(json.dumps(log_window))
+    except BaseException as err:  # a full disk, a read-only folder, a signal: the partial copy goes
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not isinstance(err, Exception):
+            raise
+        cause = err.strerror if isinstance(err, OSError) and err.strerror else first_line(err)
+        raise OSError(f"cannot save the checkpoint in {folder.parent} ({cause}); the previous checkpoint "
+                      "is kept and the partial one removed") from None
     shutil.rmtree(old, ignore_errors=True)
     if folder.exists():
         folder.rename(old)
