@@ -34,6 +34,7 @@ import pickle
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -101,13 +102,13 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {first_line(err)}"
 
 
-def check_evaluator_name(name: str, key: str = "name", *, resolve: bool = False) -> None:
+def check_evaluator_name(name: str, key: str = "name", *, hub_reachable: Callable[[], bool] | None = None) -> None:
     """Refuse, without loading anything, a name that cannot be an evaluator: empty, or a path to no
     folder (a one-line ``ValueError`` naming ``key``).
 
-    ``resolve``: a hub name must also be found, in a second and without retries: in the local Hugging
-    Face cache, or (the hub reachable, ``fmlm.data.hub``) on the hub; an unreachable hub or a repository
-    the hub does not know is refused at once."""
+    With ``hub_reachable`` (the quick probe ``fmlm.data.hub.hub_reachable``) a hub name must also be
+    found, in a second and without retries: in the local Hugging Face cache, or on a reachable hub; an
+    unreachable hub or a repository the hub does not know is refused at once."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"{key}: expected a non-empty model name or path, got {name!r}")
     if name == EMBEDDED_NAME:
@@ -115,16 +116,14 @@ def check_evaluator_name(name: str, key: str = "name", *, resolve: bool = False)
     path = Path(name).expanduser()
     if (path.exists() or name.startswith((".", "/", "~"))) and not path.is_dir():
         raise ValueError(f"{key}: {name!r} is not an existing model folder")
-    if resolve and not path.is_dir():
-        _check_hub_name(name, key)
+    if hub_reachable is not None and not path.is_dir():
+        _check_hub_name(name, key, hub_reachable)
 
 
-def _check_hub_name(name: str, key: str) -> None:
+def _check_hub_name(name: str, key: str, hub_reachable: Callable[[], bool]) -> None:
     """A hub model name found in the local cache, else on a reachable hub (one-line ``ValueError``)."""
     from huggingface_hub import HfApi, try_to_load_from_cache
     from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
-
-    from fmlm.data.hub import hub_reachable
 
     try:
         if isinstance(try_to_load_from_cache(name, "config.json"), str):

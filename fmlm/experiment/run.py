@@ -37,7 +37,9 @@ def check_experiment(cfg: ExperimentConfig, *, evaluator: bool = True) -> None:
     cfg.network.check(cfg.data.row_len)
     check_source(cfg.data.source)
     if evaluator:
-        check_evaluator_name(cfg.evaluation.evaluator, "evaluation.evaluator", resolve=True)
+        from fmlm.data import hub
+
+        check_evaluator_name(cfg.evaluation.evaluator, "evaluation.evaluator", hub_reachable=hub.hub_reachable)
 
 
 def bind_run_folder(run_dir: Path, cfg: ExperimentConfig) -> None:
