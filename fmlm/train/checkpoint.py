@@ -127,8 +127,14 @@ def read_meta(folder: str | Path) -> CheckpointMeta:
     path = Path(folder) / "meta.json"
     if not path.is_file():
         raise ValueError(f"{folder} is not a checkpoint (no meta.json)")
+    data = read_json_dict(path)
+    for key, kind, name in (("complete", bool, "true or false"), ("step", int, "an integer"),
+                            ("total_steps", int, "an integer"), ("stage", str, "a string")):
+        value = data.get(key)  # JSON types exactly: "no" is not false, true is not 1
+        if key in data and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+            raise ValueError(f"{path}: {key} must be {name}, got {value!r}")
     try:
-        meta = from_dict(CheckpointMeta, read_json_dict(path))
+        meta = from_dict(CheckpointMeta, data)
     except ConfigError as err:
         raise ValueError(f"{path}: {err}".splitlines()[0]) from None
     if not meta.stage:
