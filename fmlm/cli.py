@@ -262,9 +262,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fmlm.train.signals import Stopped, stops_raise
+
     args = parse_args(argv)
     try:
-        return args.func(args)
+        with stops_raise(args.command):  # SIGTERM / SIGINT: temporary folders removed, one line
+            return args.func(args)
+    except Stopped as err:
+        print_error(err.message)
+        return err.code
     except (ConfigError, ValueError) as err:
         print_error(err)
         return 2
