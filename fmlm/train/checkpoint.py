@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from fmlm.config import ConfigError, from_dict, to_dict
-from fmlm.files import describe_refused_pickle, first_line, read_json_dict
+from fmlm.files import PICKLE_PROTOCOL_WARNING, describe_refused_pickle, first_line, read_json_dict
 from fmlm.nn.config import DenoiserConfig
 from fmlm.nn.denoiser import Denoiser
 
@@ -208,7 +209,9 @@ def load_optimizers(optimizers: list[torch.optim.Optimizer], folder: str | Path)
     """Restore optimiser state saved by ``save_checkpoint``."""
     path = Path(folder) / "optim.pt"
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=PICKLE_PROTOCOL_WARNING)
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise ValueError(f"{path}: refused: {describe_refused_pickle(err, path)}; nothing in it was executed") from None
     except Exception as err:  # noqa: BLE001 - a damaged pickle fails in many ways; one line is the contract
