@@ -29,7 +29,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fmlm.config import ConfigError, apply_overrides
+from fmlm.config import ConfigError, apply_overrides, check_unique_overrides
 from fmlm.experiment.run_folder import STAGES, TEACHER_OF
 from fmlm.commands import cmd_evaluate, cmd_export, cmd_import, cmd_sample_model
 
@@ -124,6 +124,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     """``sample --stage S``: a run's checkpoint, sampled with its own flow constants; ``--model``: a folder."""
+    if args.show < 0:
+        raise ValueError(f"--show: must be >= 0 (samples to print), got {args.show}")
     if args.model is not None:
         return cmd_sample_model(args)
     from fmlm.data import load_meta, prepare, tokenizer_for
@@ -266,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parse_args(argv)
     try:
+        check_unique_overrides(getattr(args, "overrides", None) or [])
         with stops_raise(args.command):  # SIGTERM / SIGINT: temporary folders removed, one line
             return args.func(args)
     except Stopped as err:

@@ -127,6 +127,7 @@ class EvalConfig:
     def __post_init__(self) -> None:
         require(self.n_samples >= 1, "evaluation.n_samples", "must be >= 1")
         require(len(self.seeds) >= 1, "evaluation.seeds", "must name at least one seed")
+        require(len(self.flow_map_steps) >= 1, "evaluation.flow_map_steps", "must name at least one step count")
         require(len(self.ctm_gamma) == len(self.flow_map_steps), "evaluation.ctm_gamma",
                 f"needs one gamma per flow_map_steps entry ({len(self.flow_map_steps)})")
         require(all(0 <= g <= 1 for g in (*self.ctm_gamma, *self.gamma_sweep)), "evaluation.ctm_gamma",
