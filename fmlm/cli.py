@@ -29,7 +29,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from fmlm.config import ConfigError, apply_overrides
+from fmlm.config import ConfigError, apply_overrides, check_unique_overrides
 from fmlm.experiment.run_folder import STAGES, TEACHER_OF
 from fmlm.commands import cmd_evaluate, cmd_export, cmd_import, cmd_sample_model
 
@@ -102,11 +102,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from fmlm.experiment.run import prepare_data
+    from fmlm.experiment.run import check_experiment, prepare_data
     from fmlm.experiment.stages import run_stage
     from fmlm.train.distributed import init_distributed, shutdown
 
     cfg = experiment_config(args)
+    check_experiment(cfg, evaluator=False)
     info = init_distributed(args.device)
     data = prepare_data(cfg, info)
     root = run_root(args) / "stages"
@@ -123,6 +124,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     """``sample --stage S``: a run's checkpoint, sampled with its own flow constants; ``--model``: a folder."""
+    if args.show < 0:
+        raise ValueError(f"--show: must be >= 0 (samples to print), got {args.show}")
     if args.model is not None:
         return cmd_sample_model(args)
     from fmlm.data import load_meta, prepare, tokenizer_for
@@ -261,15 +264,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fmlm.train.signals import Stopped, stops_raise
+
     args = parse_args(argv)
     try:
-        return args.func(args)
+        check_unique_overrides(getattr(args, "overrides", None) or [])
+        with stops_raise(args.command):  # SIGTERM / SIGINT: temporary folders removed, one line
+            return args.func(args)
+    except Stopped as err:
+        print_error(err.message)
+        return err.code
     except (ConfigError, ValueError) as err:
         print_error(err)
         return 2
+    except OSError as err:  # a full disk, a read-only folder: one line naming the file and the cause
+        print_error(f"{err.filename}: {err.strerror}" if err.filename and err.strerror else err)
+        return 1
 
 
-def print_error(err: BaseException) -> None:
+def print_error(err: BaseException | str) -> None:
     """One line on stderr, written at once (under torchrun the processes' lines never run together);
     processes other than rank 0 name their rank."""
     import os

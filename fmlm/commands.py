@@ -65,6 +65,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from fmlm.files import write_jsonl_atomic
     from fmlm.train.distributed import resolve_device
 
+    if isinstance(args.max_length, bool) or args.max_length < 2:  # checked before the evaluator loads
+        raise ValueError(f"--max-length: must be >= 2 (one context token and one scored), got {args.max_length}")
     cfg = experiment_config(args)
     texts = read_sample_texts(args.samples)
     evaluator = load_evaluator(args.evaluator or cfg.evaluation.evaluator, cache_dir=Path(cfg.cache_dir),

@@ -43,6 +43,8 @@ LEE_FILE = "lee_background.cor"
 KJV_FILE = "Bible.db"
 _VERSE_REF_RE = re.compile(r"\b\d+:\d+\s*")
 _GLOB_CHARS = ("*", "?", "[")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+"""Characters no text file holds: the C0 controls but tab, newline, form feed and carriage return, and DEL."""
 
 
 class Documents(Protocol):
@@ -108,6 +110,10 @@ def _read_text_file(path: Path) -> list[str]:
         raw = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise ValueError(f"source: {path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    control = _CONTROL_RE.search(raw)
+    if control:
+        raise ValueError(f"source: {path} is not a text file (control character {control.group()!r} at "
+                         f"character {control.start()})")
     if path.suffix != ".jsonl":
         return [d.strip() for d in re.split(r"\n\s*\n", raw) if d.strip()]
     docs = []
@@ -229,6 +235,15 @@ def load_documents(source: str) -> Documents:
     if not docs:
         raise ValueError(f"source: {source!r} holds no documents (empty corpus)")
     return docs
+
+
+def check_source(source: str, key: str = "data.source") -> None:
+    """Refuse, reading no text, a source whose files or folders do not exist (or match no text file),
+    or whose part is neither; one line naming ``key``. ``hf:`` sources are checked on loading."""
+    try:
+        source_fingerprint(source)
+    except ValueError as err:
+        raise ValueError(f"{key}: {str(err).removeprefix('source: ')}") from None
 
 
 def source_fingerprint(source: str) -> list:

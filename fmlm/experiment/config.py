@@ -15,6 +15,7 @@ the one flow, unequal ones are refused naming the sections.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -52,6 +53,17 @@ class NetworkConfig:
     def __post_init__(self) -> None:
         for name in ("depth", "width", "heads", "bottleneck", "phase_tokens"):
             require(getattr(self, name) >= 0, f"network.{name}", "must be >= 0")
+
+    def check(self, row_len: int) -> None:
+        """Build the teacher's and the fixed-point student's network configurations on stand-in data
+        sizes (the network checks need none of the data's), so a bad size is refused before any work,
+        as ``network.<key>``."""
+        try:
+            teacher = self.denoiser({"dim": 8, "vocab_size": 8, "row_len": row_len}, True)
+            dataclasses.replace(teacher, phase_tokens=self.phase_tokens or 4, phase_placement=self.phase_placement)
+        except ConfigError as err:
+            key = err.key if err.key in {f.name for f in dataclasses.fields(self)} else "preset"
+            raise ConfigError(f"network.{key}: {err.detail or err}", key=f"network.{key}", detail=err.detail) from None
 
     def denoiser(self, meta: dict[str, Any], self_conditioning: bool) -> DenoiserConfig:
         """The teacher's network for data with ``meta`` (latent dim, vocabulary, row length)."""
@@ -115,6 +127,7 @@ class EvalConfig:
     def __post_init__(self) -> None:
         require(self.n_samples >= 1, "evaluation.n_samples", "must be >= 1")
         require(len(self.seeds) >= 1, "evaluation.seeds", "must name at least one seed")
+        require(len(self.flow_map_steps) >= 1, "evaluation.flow_map_steps", "must name at least one step count")
         require(len(self.ctm_gamma) == len(self.flow_map_steps), "evaluation.ctm_gamma",
                 f"needs one gamma per flow_map_steps entry ({len(self.flow_map_steps)})")
         require(all(0 <= g <= 1 for g in (*self.ctm_gamma, *self.gamma_sweep)), "evaluation.ctm_gamma",

@@ -166,6 +166,18 @@ def resolve_folder(path_or_repo_id: str | Path, revision: str | None = None) -> 
         raise ValueError(f"{text}: cannot download from the Hugging Face hub: {first_line(err)}") from None
 
 
+def check_weights_stage(weights: Path, stage: str) -> None:
+    """Refuse weights whose safetensors metadata (written by ``save_model``) names another stage than
+    config.json: ELF* and FMLM* share tensor names and shapes, so only this tells a swapped file."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as f:
+        theirs = (f.metadata() or {}).get("stage")
+    if theirs is not None and theirs != stage:
+        raise ValueError(f"{weights}: holds the weights of stage {theirs!r}, but config.json describes stage "
+                         f"{stage!r}; put the stage's own {WEIGHTS_FILE} back")
+
+
 def load_model(path_or_repo_id: str | Path, *, device: str = "cpu", revision: str | None = None) -> PretrainedModel:
     """Load a model folder (local, or a hub repo id) as a frozen ``Denoiser`` on ``device``."""
     from fmlm.nn.denoiser import Denoiser
@@ -177,6 +189,7 @@ def load_model(path_or_repo_id: str | Path, *, device: str = "cpu", revision: st
     if not weights.is_file():
         raise ValueError(f"{folder}: has no {WEIGHTS_FILE}")
     state = read_safetensors(weights)
+    check_weights_stage(weights, info.stage)
     model = Denoiser(info.architecture)
     own = model.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))

@@ -38,6 +38,7 @@ from fmlm.losses.common import Batch, StageLoss
 from fmlm.train import checkpoint as ckpt
 from fmlm.train.distributed import DistInfo, barrier
 from fmlm.train.ema import EMA
+from fmlm.train.lock import FolderLock
 from fmlm.train.log_window import LogWindow, truncate_metrics
 from fmlm.train.optim import build_optimizers, lr_at, set_lr
 from fmlm.train.schedule import TrainConfig, is_decoder_step, make_schedule, micro_generator, step_rows
@@ -83,8 +84,16 @@ def train(
     does not read, is refused before anything is written. SIGTERM / SIGINT during the
     loop save a checkpoint at the step being trained and raise ``TrainingInterrupted``
     (a ``SystemExit`` with status 128 + the signal number) after printing one line to stderr.
+    A folder another live process trains in is refused (``fmlm.train.lock``) before anything is read.
     """
-    run_dir = Path(run_dir)
+    with FolderLock(run_dir, dist_info.rank, "stage folder"):
+        return _train(model, loss_fn, rows, cfg, Path(run_dir), dist_info, stage=stage, stage_config=stage_config,
+                      data_info=data_info, progress=progress)
+
+
+def _train(model: nn.Module, loss_fn: StageLoss, rows, cfg: TrainConfig, run_dir: Path, dist_info: DistInfo, *,
+           stage: str, stage_config: dict[str, Any], data_info: dict[str, Any], progress: bool) -> Path:
+    """``train`` with the stage folder's lock held."""
     folder = run_dir / "checkpoint"
     metrics_path = run_dir / "metrics.jsonl"
     device = dist_info.device

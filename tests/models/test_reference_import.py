@@ -117,6 +117,18 @@ def test_a_crafted_pickle_is_refused_and_never_runs(tmp_path, writer):
     assert not marker.exists() and not (tmp_path / "out").exists()
 
 
+def test_a_refused_pickle_prints_no_torch_warning(tmp_path):
+    import warnings
+
+    path = tmp_path / "fmlm_star.ckpt"
+    path.write_bytes(pickle.dumps({"state_dict": {}, "ema": WritesMarker(tmp_path / "marker")}, protocol=4))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError, match="refused"):
+            load_reference_file(path)
+    assert [str(w.message) for w in caught] == []
+
+
 def test_not_a_checkpoint_is_one_line(tmp_path):
     (tmp_path / "fmlm_star.ckpt").write_bytes(b"\x00garbage" * 10)
     with pytest.raises(ValueError, match="not a readable PyTorch checkpoint|refused"):
