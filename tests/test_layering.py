@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("fmlm.experiment",),
     ("fmlm.reproduce", "fmlm.study"),
     ("fmlm.reports",),
-    ("fmlm.cli", "fmlm.commands"),
+    ("fmlm.cli",),
     ("fmlm", "fmlm.__main__"),
 )
 """Bottom to top. A unit is a module or package (a module belongs to the longest unit naming it; ``fmlm``
@@ -46,8 +46,8 @@ writes run folders, and the reports, which read them. ``fmlm.data`` and ``fmlm.e
 the bottom layer. The network (``fmlm.nn``) sits on its CPU kernels (``fmlm.nn.cpu``), which know of it
 only the rotation formula (``fmlm.nn.rotary``)."""
 
-PEERS = {frozenset({"fmlm.cli", "fmlm.commands"})}
-"""Units of one layer that may import each other (the command line, in two files)."""
+PEERS: set[frozenset[str]] = set()
+"""Units of one layer that may import each other (none: the command line is one package, ``fmlm.cli``)."""
 
 REPORTS_MAY_IMPORT = ("fmlm.experiment.run_folder", "fmlm.experiment.sweep_choice", "fmlm.files")
 """What ``fmlm.reports`` may import from ``fmlm`` besides itself."""

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from fmlm import cli
+from fmlm.cli import run_commands
 from fmlm.train import checkpoint as ckpt
-from tests.test_stages import save, teacher_model
+from tests.experiment.test_stages import save, teacher_model
 
 
 def _enospc(*args, **kwargs):
@@ -43,6 +44,6 @@ def test_a_write_error_on_the_command_line_is_one_line(tmp_path, monkeypatch, ca
     def read_only(args):
         raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "run" / "experiment.json"))
 
-    monkeypatch.setattr(cli, "cmd_prepare", read_only)
+    monkeypatch.setattr(run_commands, "cmd_prepare", read_only)
     assert cli.main(["prepare"]) == 1
     assert capsys.readouterr().err == f"error: {tmp_path / 'run' / 'experiment.json'}: Read-only file system\n"
