@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from fmlm.config import require
 from fmlm.math.guards import TimeLike
 from fmlm.math.interpolant import LAM
 from fmlm.synthetic.codebook import token_log_likelihood
@@ -52,12 +53,13 @@ class LanguageSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.vocab < 2 or self.topics < 2 or self.dim < 1:
-            raise ValueError(f"language: needs vocab >= 2, topics >= 2, dim >= 1, got {self.vocab}, {self.topics}, {self.dim}")
-        if not 0.0 < self.stay < 1.0:
-            raise ValueError(f"language.stay must lie in (0, 1), got {self.stay}")
-        if not 1 <= self.window <= self.vocab or not 0 <= self.successors <= self.vocab:
-            raise ValueError(f"language: window and successors must lie in [1, vocab], got {self.window}, {self.successors}")
+        require(self.vocab >= 2, "language.vocab", f"must be >= 2, got {self.vocab}")
+        require(self.topics >= 2, "language.topics", f"must be >= 2, got {self.topics}")
+        require(self.dim >= 1, "language.dim", f"must be >= 1, got {self.dim}")
+        require(0.0 < self.stay < 1.0, "language.stay", f"must lie in (0, 1), got {self.stay}")
+        require(1 <= self.window <= self.vocab, "language.window", f"must lie in [1, vocab], got {self.window}")
+        require(0 <= self.successors <= self.vocab, "language.successors",
+                f"must lie in [0, vocab], got {self.successors}")
 
 
 def gaussian_codebook(vocab: int, dim: int, seed: int) -> Tensor:
@@ -105,11 +107,13 @@ class HMMLanguage:
         """``(ids, topics)``: ``n`` exact draws of rows of ``length`` tokens and their hidden topics, ``(n, length)``."""
         if n < 1 or length < 1:
             raise ValueError(f"n and length must be >= 1, got {n}, {length}")
-        V = self.vocab
-        state = torch.multinomial(self.start, n, replacement=True, generator=generator)
+        V, last = self.vocab, self.T.shape[0] - 1
+        u = torch.rand(n, length, generator=generator, dtype=torch.float64)  # inverse-CDF draws
+        state = torch.searchsorted(self.start.cumsum(0), u[:, :1].contiguous())[:, 0].clamp_max(last)
         states = [state]
-        for _ in range(1, length):
-            state = torch.multinomial(self.T[state], 1, generator=generator)[:, 0]
+        cum = self.T.cumsum(1)
+        for i in range(1, length):
+            state = torch.searchsorted(cum[state], u[:, i : i + 1].contiguous())[:, 0].clamp_max(last)
             states.append(state)
         s = torch.stack(states, 1)
         return s % V, s // V
