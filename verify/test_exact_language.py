@@ -7,8 +7,12 @@ language (``fmlm.synthetic.hmm_language``) whose posterior mean ``D*(z, t) = E[x
 - the language has context to learn: ``D*`` is closer to ``x0`` than the per-token denoiser that knows
   only the unigram law (the margin the testbed rests on);
 - the network's single pass ``F(0)`` is measurably worse than ``D*`` (self-conditioning has room);
-- docs/method.md section 6: the self-conditioning fixed point ``s*`` is closer to ``D*`` than ``F(0)``.
-  Measured (docs/results.md, the exact testbed): see the assertion messages; a strict xfail where false.
+- docs/method.md section 6 says the self-conditioning fixed point ``s*`` is a better denoiser than ``F(0)``.
+  Measured on this teacher (200 steps): at t = 0.3 ``s*`` is 7% FARTHER from ``D*`` than ``F(0)`` (0.1736
+  against 0.1626; a strict xfail); at t = 0.5 and 0.7 the two are within 1% of each other (0.3120 against
+  0.3102, 0.5430 against 0.5406), too close to call, so the check there is that they stay within 5%
+  (it fails if self-conditioning starts to matter, either way). The full testbed (docs/results.md,
+  the exact testbed) finds the same: the slot barely moves the teacher.
 """
 
 from contextlib import contextmanager
@@ -26,7 +30,7 @@ from fmlm.synthetic import CodebookData
 from fmlm.synthetic.hmm_language import HMMLanguage, LanguageSpec
 
 SPEC = LanguageSpec(vocab=16, topics=3, dim=6, window=7, seed=2)
-LENGTH, STEPS, BATCH = 12, 300, 32
+LENGTH, STEPS, BATCH = 12, 200, 32
 
 
 @contextmanager
@@ -90,3 +94,15 @@ def test_the_language_has_context_to_learn(probes):
 def test_single_pass_is_measurably_worse_than_the_exact_denoiser(probes, t_value):
     d_star, _, first, _ = probes[t_value]
     assert first > 0.05 * d_star, f"F(0) is {first:.4f} from D* (D* is {d_star:.4f} from x0)"
+
+
+@pytest.mark.xfail(strict=True, reason="measured: s* is 7% farther from D* than F(0) at t = 0.3 (0.1736 vs 0.1626)")
+def test_fixed_point_beats_the_first_pass_at_t_0_3(probes):
+    _, _, first, s_star = probes[0.3]
+    assert s_star < first, f"s* is {s_star:.4f} from D*, F(0) {first:.4f}"
+
+
+@pytest.mark.parametrize("t_value", (0.5, 0.7))
+def test_fixed_point_and_first_pass_are_equally_far_from_the_exact_denoiser(probes, t_value):
+    _, _, first, s_star = probes[t_value]
+    assert 0.95 < s_star / first < 1.05, f"s* is {s_star:.4f} from D*, F(0) {first:.4f}"
