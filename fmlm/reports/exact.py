@@ -149,13 +149,16 @@ def build_exact_report(run_dir: str | Path) -> Path:
 def _probe_tables(probes: dict[int, dict]) -> list[str]:
     lines = ["## Exact probes: distance to E[x0 | z_t] (rms over tokens and channels, w = 1)", ""]
     keys = ("exact_error", "first", "picard", "anderson", "elf_star", "nosc", "elf_star_to_s_star",
-            "first_to_s_star", "contraction")
+            "first_to_s_star", "picard_residual", "contraction")
     names = ("D* to x0", "F(0)", "s* Picard", "s* Anderson", "ELF* one pass", "no-SC teacher", "ELF* to s*",
-             "F(0) to s*", "contraction")
+             "F(0) to s*", "Picard residual", "contraction")
     times = [d["t"] for d in next(iter(probes.values()))["by_t"]]
     body = [[f"{t:g}"] + [_spread([p["by_t"][i][k] for p in probes.values()]) for k in keys]
             for i, t in enumerate(times)]
     lines += _table(["t"] + list(names), body) + [""]
+    lines += ["Picard residual: mean row norm of F(s) - s after the last Picard step; contraction: geometric mean of "
+              "the last five ratios of successive residuals (about 1 where the residual has reached float32 "
+              "rounding, not a contraction factor there).", ""]
     lines += ["## The two compressions, from the same noise", ""]
     comp = next(iter(probes.values()))["compression"]
     body = [[MODEL_LABELS.get(c["model"], c["model"]), MODEL_LABELS.get(c["reference"], c["reference"]) + " ODE",

@@ -24,7 +24,7 @@ def _write_seed(root: Path, seed: int, fm_star: float, fm: float, picard: float,
     values = {"flow-map": fm_star, "flow-map-nosc": fm}
     records = [_record(*key, values.get(key[0], 0.02), 0.4) for key in ROWS]
     (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    by_t = [{"t": 0.5, "exact_error": 0.7, "first": first, "picard": picard, "anderson": picard,
+    by_t = [{"t": 0.5, "exact_error": 0.7, "first": first, "picard": picard, "anderson": picard, "picard_residual": 1e-6,
              "elf_star": first, "nosc": 0.3, "elf_star_to_s_star": 0.01, "first_to_s_star": 0.02,
              "contraction": 0.5}]
     compression = [{"model": "flow-map", "reference": "fixed-point", "steps": 1, "latent_error": 0.1,
