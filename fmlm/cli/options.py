@@ -8,7 +8,7 @@ from pathlib import Path
 from fmlm.config import ConfigError, apply_overrides
 from fmlm.experiment.run_folder import STAGES
 
-PRESET_NAMES = ("embedded", "paper", "quick")
+PRESET_NAMES = ("embedded", "exact", "paper", "quick")
 
 
 def experiment_config(args: argparse.Namespace):

@@ -27,6 +27,7 @@ from fmlm.losses.flow_map import FlowMapConfig
 from fmlm.losses.teacher import TeacherConfig
 from fmlm.math.flow import FlowConfig
 from fmlm.nn import DenoiserConfig, denoiser_config
+from fmlm.synthetic.hmm_language import LanguageSpec
 from fmlm.train.schedule import TrainConfig
 
 LOSS_SECTION = {"teacher": "teacher", "teacher-nosc": "teacher", "fixed-point": "fixed_point",
@@ -188,6 +189,17 @@ class ExperimentConfig:
     train_fixed_point: TrainConfig = field(default_factory=TrainConfig)
     train_flow_map: TrainConfig = field(default_factory=TrainConfig)
     evaluation: EvalConfig = field(default_factory=EvalConfig)
+    # The exact testbed (preset "exact"): rows drawn from this language instead of text (data.source "exact"),
+    # scored under its law (evaluation.evaluator "exact"); every stage trained once per training seed.
+    language: LanguageSpec | None = None
+    training_seeds: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        exact = (self.data.source == "exact", self.evaluation.evaluator == "exact", self.language is not None)
+        require(all(exact) or not any(exact), "language",
+                "the exact testbed needs data.source 'exact', evaluation.evaluator 'exact' and a language together")
+        require(all(s >= 0 for s in self.training_seeds) and len(set(self.training_seeds)) == len(self.training_seeds),
+                "training_seeds", "must be distinct seeds >= 0")
 
     def stage_config(self, stage: str) -> StageConfig:
         """The ``StageConfig`` of one stage: only what its training depends on."""

@@ -32,6 +32,7 @@ from torch import nn
 
 from fmlm.data import LatentRows, TextDecoder
 from fmlm.evaluation.evaluator import Evaluator
+from fmlm.evaluation.exact import ExactScorer
 from fmlm.evaluation.mauve_score import ReferenceSet, distribution_metrics
 from fmlm.evaluation.metrics import evaluate_texts
 from fmlm.experiment.run_folder import (DECODE_SWEEP, EVAL_DIR, MODEL_LABELS, NOISED_DECODE_TIMES, RESULTS_FILE,
@@ -45,7 +46,7 @@ class Scoring:
     """Where and how sample sets are scored."""
 
     run_dir: Path
-    evaluator: Evaluator
+    evaluator: Evaluator | None
     decoder: TextDecoder
     length: int  # tokens per sample (the data's row length)
     score_batch: int
@@ -54,6 +55,7 @@ class Scoring:
     progress: bool = True
     reference: ReferenceSet | None = None  # held-out texts model samples are compared with (MAUVE)
     holdout: ReferenceSet | None = None  # disjoint held-out texts, for the texts made from the reference rows
+    exact: ExactScorer | None = None  # the exact testbed: ids scored under the language's law, no evaluator model
 
 
 NO_REFERENCE_NOTE = "not measured: no held-out reference texts were given to the scoring"
@@ -83,11 +85,33 @@ def _distribution(scoring: Scoring, texts: list[str], against: str, own_rows: li
     return out
 
 
+def _write_exact(scoring: Scoring, record: dict[str, Any], texts: list[str], ids: torch.Tensor,
+                 extra: list[dict] | None) -> dict:
+    """The exact testbed's scoring of ``ids`` (``fmlm.evaluation.exact``): every metric with its true-sample
+    floor; per-sample NLL under the law; gen PPL is the law's perplexity of the samples."""
+    start = time.perf_counter()
+    record.update({k: _number(v) for k, v in scoring.exact.score(ids).items()})
+    record["score_wall_s"] = time.perf_counter() - start
+    nll = scoring.exact.per_sample_nll(ids.cpu()).tolist()
+    rows = [{"index": extra[i]["index"] if extra else i, "text": text, "nll_per_token": nll[i]}
+            for i, text in enumerate(texts)]
+    write_jsonl_atomic(scoring.run_dir / EVAL_DIR / f"{record['id']}.jsonl", rows)
+    record.update(gen_ppl=_number(record["gen_ppl"]), total_tokens=int(ids.numel()), n_truncated=0,
+                  samples_file=f"{EVAL_DIR}/{record['id']}.jsonl")
+    append_jsonl(scoring.run_dir / RESULTS_FILE, record)
+    return record
+
+
 def _write(scoring: Scoring, record: dict[str, Any], texts: list[str], extra: list[dict] | None = None,
-           against: str = "reference") -> dict:
+           against: str = "reference", ids: torch.Tensor | None = None) -> dict:
     """Score ``texts`` (gen PPL, entropy, the distribution metrics against ``against``: "reference" for
     model samples, "holdout" for texts made from held-out rows, whose own rows ``extra[i]["index"]`` are
-    then left out of the comparison), write the per-sample file, append the record; returns the record."""
+    then left out of the comparison), write the per-sample file, append the record; returns the record.
+    On the exact testbed (``scoring.exact``) the token ``ids`` are scored under the law instead."""
+    if scoring.exact is not None:
+        if ids is None:
+            raise ValueError("exact scoring needs the token ids of the sample set")
+        return _write_exact(scoring, record, texts, ids, extra)
     start = time.perf_counter()
     result = evaluate_texts(
         scoring.evaluator, texts, batch_size=scoring.score_batch, max_tokens=scoring.max_tokens,
@@ -144,7 +168,7 @@ def measure_model(
         "grid": cfg.grid, "seed": cfg.seed, "n_samples": n_samples, "nfe": samples.nfe,
         "wall_s": samples.wall_s, "wall_s_per_sample": samples.wall_s / n_samples, "sweep": sweep,
     }
-    return _write(scoring, record, texts, [{"index": i} for i in samples.indices])
+    return _write(scoring, record, texts, [{"index": i} for i in samples.indices], ids=samples.ids)
 
 
 def _reference_rows(rows: LatentRows, n_samples: int) -> torch.Tensor:
@@ -201,7 +225,7 @@ def measure_reference(scoring: Scoring, rows: LatentRows, n_samples: int) -> dic
     ids, _ = rows.batch(idx.numpy())
     record = _data_record(rid, "reference", "data", 0, len(idx), 0.0, None)
     return _write(scoring, record, scoring.decoder.decode_batch(ids), [{"index": int(i)} for i in idx],
-                  against="holdout")
+                  against="holdout", ids=ids)
 
 
 NOISE_SEED = 0  # the noise of the noised decodes: the same for every model of a run
@@ -239,4 +263,4 @@ def measure_reconstruction(scoring: Scoring, model_name: str, model: nn.Module, 
         noised = decoded_from(t * x0 + (1 - t) * lam * eps)
         record[f"token_accuracy_t{t:g}"] = float((noised == ids).float().mean())
     return _write(scoring, record, scoring.decoder.decode_batch(decoded), [{"index": int(i)} for i in idx],
-                  against="holdout")
+                  against="holdout", ids=decoded)

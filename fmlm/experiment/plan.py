@@ -102,6 +102,8 @@ def evaluation_plan(cfg: ExperimentConfig, chosen: Chosen | None = None) -> list
             ("untrained", base, None),
         ]
         plan += [("teacher", dataclasses.replace(base, steps=n), None) for n in e.teacher_few_steps]
+        # the no-SC teacher at the same few steps: self-conditioning against none, step for step
+        plan += [("teacher-nosc", dataclasses.replace(base, steps=n, sc_mode="none"), None) for n in e.teacher_few_steps]
         # Self-conditioning comparison on one step count: warm start, cold start with N fixed-point
         # iterations (N = 1 is the zero slot, i.e. no self-conditioning at sampling), the no-SC teacher.
         sc = dataclasses.replace(base, steps=e.sc_sweep_steps)

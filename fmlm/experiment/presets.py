@@ -5,6 +5,8 @@
   network, sized to finish on a 2-core CPU in under 45 minutes.
 - ``quick``: the same pipeline on a tiny budget (a smoke run of every stage and every sampler;
   numbers are not meaningful).
+- ``exact``: the exact testbed: rows drawn from a known language, scored under its exact law (no
+  evaluator model), three training seeds of every stage, sized for 15 minutes on 2 idle cores.
 - ``paper``: OpenWebText, GPT-2 Large encoder and evaluator, ELF-B, 5 epochs per stage at global
   batch 512 (docs/method.md section 10); meant for ``torchrun`` on 8 GPUs and a machine that can
   reach the Hugging Face hub.
@@ -24,6 +26,7 @@ from fmlm.losses.common import DecoderConfig
 from fmlm.losses.fixed_point import FixedPointConfig
 from fmlm.losses.flow_map import FlowMapConfig
 from fmlm.losses.teacher import TeacherConfig
+from fmlm.synthetic.hmm_language import LanguageSpec
 from fmlm.train.precision import cpu_training_precision
 from fmlm.train.schedule import TrainConfig
 from fmlm.train.optim import OptimConfig
@@ -132,7 +135,34 @@ def paper() -> ExperimentConfig:
     )
 
 
-PRESETS = {"embedded": embedded, "quick": quick, "paper": paper}
+def exact() -> ExperimentConfig:
+    """The exact testbed: a known language (``fmlm.synthetic.hmm_language``), scored under its law, three
+    training seeds of every stage; sized for 15 minutes on 2 idle cores (docs/results.md, the exact testbed)."""
+    return ExperimentConfig(
+        preset="exact",
+        data=DataConfig(source="exact", encoder="codebook", row_len=32, max_train_rows=8192, max_val_rows=512,
+                        cache_dtype="float32"),
+        language=LanguageSpec(),
+        training_seeds=(0, 1, 2),
+        # The "tiny" network (depth 2, width 64): on the shared 2-core machine a teacher step took 0.5 s (depth 3
+        # at width 96: 1.2 s), and three seeds of five stages have to fit the budget.
+        network=NetworkConfig(preset="tiny", phase_placement="time"),
+        teacher=TeacherConfig(decoder=DecoderConfig(prob=0.2, noise_scale=1.0)),
+        fixed_point=FixedPointConfig(iterations=6, decoder=DecoderConfig(prob=0.1, noise_scale=1.0)),
+        flow_map=FlowMapConfig(decoder=DecoderConfig(prob=0.1, noise_scale=1.0)),
+        train_teacher=_cpu_train(400, 64, 3e-3, log_every=50),
+        train_fixed_point=_cpu_train(60, 64, 5e-4, log_every=20),
+        train_flow_map=_cpu_train(100, 64, 5e-4, log_every=20),
+        # w = 1 is the language's own law; the sweeps may pick another on the validation seed. 128 samples per
+        # headline set, 64 per sweep set; every metric sits beside true samples of the same size.
+        evaluation=EvalConfig(evaluator="exact", n_samples=128, sweep_samples=64, score_batch=128, sample_batch=128,
+                              max_tokens=64, teacher_w=1.0, flow_map_w=1.0, w_sweep=(2.0,), churn_sweep=(0.5,),
+                              gamma_sweep=(0.0,), sc_sweep_steps=8, fp_iterations=(1, 4), ode_steps=(32,),
+                              fixed_point_rows=64),
+    )
+
+
+PRESETS = {"embedded": embedded, "quick": quick, "paper": paper, "exact": exact}
 
 
 def preset(name: str) -> ExperimentConfig:

@@ -7,23 +7,31 @@ prepares the data while the others wait, and measures at the end.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from pathlib import Path
+
+import torch
 
 from fmlm.config import to_dict
 from fmlm.data import LatentRows, load_meta, prepare, rows_for, tokenizer_for
 from fmlm.data.corpus import check_source
 from fmlm.evaluation.evaluator import check_evaluator_name, load_evaluator
+from fmlm.evaluation.exact import ExactScorer
 from fmlm.experiment import run_folder as rf
+from fmlm.experiment.run_folder import EXACT_PROBES_FILE
 from fmlm.experiment.config import ExperimentConfig
 from fmlm.experiment.measure import (Scoring, measure_model, measure_reconstruction, measure_reference, setting_id,
                                     with_references)
 from fmlm.experiment.plan import Chosen, candidates, check_plan, evaluation_plan, sweep_plan, untrained_network
 from fmlm.experiment.presets import load_run_config
+from fmlm.experiment.exact_data import prepare_language
+from fmlm.experiment.exact_probes import exact_probes
 from fmlm.experiment.probes import fixed_point_distances, guidance_response
 from fmlm.experiment.stages import run_stage
 from fmlm.experiment.sweep_choice import SWEEPS, choose, sweep_points
 from fmlm.files import read_jsonl, write_json_atomic
 from fmlm.nn import Denoiser
+from fmlm.synthetic.hmm_language import HMMLanguage
 from fmlm.train import checkpoint as ckpt
 from fmlm.train.distributed import DistInfo, barrier, init_distributed, shutdown
 from fmlm.train.lock import FolderLock
@@ -35,6 +43,8 @@ def check_experiment(cfg: ExperimentConfig, *, evaluator: bool = True) -> None:
     error naming the key. Nothing is written before this passes."""
     check_plan(cfg)  # every sampler setting any choice can lead to is built, so checked
     cfg.network.check(cfg.data.row_len)
+    if cfg.language is not None:  # the exact testbed: rows drawn from the language, scored under its law
+        return
     check_source(cfg.data.source)
     if evaluator:
         from fmlm.data import hub
@@ -68,6 +78,9 @@ def timed(timing: rf.Timing | None, name: str):
 
 def prepare_data(cfg: ExperimentConfig, info: DistInfo, timing: rf.Timing | None = None) -> Path:
     """The prepared data folder: rank 0 prepares (timed), the others wait, then all look it up."""
+    if cfg.language is not None:  # the exact testbed: rows drawn from a known language
+        with timed(timing if info.is_main else None, "prepare data"):
+            return prepare_language(cfg.language, cfg.data, Path(cfg.cache_dir), cfg.flow.lam)
     if info.is_main:
         with timed(timing, "prepare data"):
             prepare(cfg.data, Path(cfg.cache_dir), device=str(info.device))
@@ -91,9 +104,15 @@ def open_scoring(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, device
                  progress: bool = True) -> tuple[Scoring, LatentRows]:
     """The run's evaluator and held-out rows as a ``Scoring`` with its MAUVE references, and those rows."""
     e = cfg.evaluation
-    evaluator = load_evaluator(e.evaluator, cache_dir=Path(cfg.cache_dir), device=device, key="evaluation.evaluator")
-    scoring = Scoring(run_dir, evaluator, tokenizer_for(data_folder), int(load_meta(data_folder)["row_len"]),
-                      e.score_batch, e.max_tokens, device, progress)
+    meta = load_meta(data_folder)
+    exact = None
+    if cfg.language is not None:  # scored under the language's law, no evaluator model
+        exact = ExactScorer(HMMLanguage(cfg.language, cfg.flow.lam), int(meta["row_len"]),
+                            float(meta["entropy_per_token"]), float(meta["entropy_per_token_se"]))
+    evaluator = None if exact else load_evaluator(e.evaluator, cache_dir=Path(cfg.cache_dir), device=device,
+                                                  key="evaluation.evaluator")
+    scoring = Scoring(run_dir, evaluator, tokenizer_for(data_folder), int(meta["row_len"]),
+                      e.score_batch, e.max_tokens, device, progress, exact=exact)
     val = rows_for(data_folder, "val", device)
     return with_references(scoring, val, e.n_samples), val  # the held-out texts MAUVE compares against
 
@@ -131,6 +150,12 @@ def _measure_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, folder
         result = fixed_point_distances(model("teacher"), model("fixed-point"), val, e.fixed_point_rows,
                                        cfg.fixed_point, cfg.flow, e.teacher_w, device=device)
         write_json_atomic(fp_path, result)
+    exact_path = run_dir / EXACT_PROBES_FILE
+    if scoring.exact is not None and all(s in folders for s in rf.STAGES) and not exact_path.exists():
+        _, x0 = val.batch(torch.arange(min(e.fixed_point_rows, len(val))).numpy())
+        result = exact_probes(scoring.exact.law, {s: model(s) for s in rf.STAGES}, x0, cfg.flow, e.flow_map_w,
+                              e.sweep_samples or e.n_samples)
+        write_json_atomic(exact_path, result)
     guidance_path = run_dir / rf.GUIDANCE_FILE
     if "teacher" in folders and not guidance_path.exists():
         result = guidance_response(model("teacher"), val, e.fixed_point_rows, cfg.flow, e.flow_map_w, device=device)
@@ -157,7 +182,7 @@ def measure_sweeps(cfg: ExperimentConfig, scoring: Scoring, model, folders: dict
             chosen[sweep] = pick[0]
             label = rf.MODEL_LABELS.get(sweep.model, sweep.model)
             print(f"chosen on validation seeds {list(e.validation_seeds)}: {label} {sweep.knob} = {pick[0]:g} "
-                  f"(by {'MAUVE' if pick[1] == 'mauve' else 'gen PPL'})")
+                  f"(by {dict(mauve='MAUVE', exact='excess NLL + bigram KL').get(pick[1], 'gen PPL')})")
     return chosen
 
 
@@ -168,6 +193,8 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, *, device: str = 
     rf.check_writable_run_dir(run_dir)
     stages = rf.check_stages(stages)
     check_experiment(cfg)  # before anything is written: experiment.json never holds an unchecked setting
+    if cfg.training_seeds:
+        return run_seeds(cfg, run_dir, device=device, progress=progress, stages=stages)
     info = init_distributed(device)
     with FolderLock(run_dir, info.rank, "run folder"):  # a second job on this folder is refused here
         if info.is_main:
@@ -179,4 +206,25 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, *, device: str = 
         shutdown()
         if info.is_main:
             measure_all(cfg, run_dir, data_folder, folders, info.device, timing, progress)
+    return run_dir
+
+
+def seed_config(cfg: ExperimentConfig, seed: int) -> ExperimentConfig:
+    """``cfg`` for one training seed: every stage's ``train.seed`` (initialisation, data order, noise) set to it."""
+    return dataclasses.replace(cfg, training_seeds=(), **{
+        key: dataclasses.replace(getattr(cfg, key), seed=seed)
+        for key in ("train_teacher", "train_fixed_point", "train_flow_map")})
+
+
+def run_seeds(cfg: ExperimentConfig, run_dir: Path, *, device: str = "auto", progress: bool = True,
+              stages: tuple[str, ...] = rf.STAGES) -> Path:
+    """Every training seed of ``cfg.training_seeds`` as its own run folder ``run_dir/seeds/seed<k>`` (the five
+    stages trained, sampled and measured as any run), one after the other; ``run_dir/experiment.json`` holds
+    the whole configuration and ``timing.json`` the wall time of each seed."""
+    bind_run_folder(run_dir, cfg)
+    timing = rf.Timing(run_dir / rf.TIMING_FILE)
+    for seed in cfg.training_seeds:
+        with timing.part(f"seed {seed}"):
+            run_experiment(seed_config(cfg, seed), rf.seed_folder(run_dir, seed), device=device, progress=progress,
+                           stages=stages)
     return run_dir

@@ -8,6 +8,8 @@
     eval/<id>.jsonl                 per-sample records of each result
     fixed_point.json                ELF*'s one-forward distance to the teacher's fixed point (optional)
     guidance.json                   the teacher's response to its guidance scale (optional)
+    exact_probes.json               the exact testbed's probes against the exact denoiser (optional)
+    seeds/seed<k>/                  with several training seeds: one run folder per seed (the files above)
     timing.json                     {"stages": {part: seconds}, "total_s": seconds}
     report/                         what ``python -m fmlm report RUN`` writes
 
@@ -31,6 +33,8 @@ RESULTS_FILE = "results.jsonl"
 TIMING_FILE = "timing.json"
 FIXED_POINT_FILE = "fixed_point.json"
 GUIDANCE_FILE = "guidance.json"
+EXACT_PROBES_FILE = "exact_probes.json"
+SEEDS_DIR = "seeds"
 EVAL_DIR = "eval"
 STAGES_DIR = "stages"
 REPORT_DIR = "report"
@@ -130,6 +134,11 @@ def is_run_folder(path: Path | str) -> bool:
     """True for a folder holding ``experiment.json`` or ``results.jsonl``."""
     path = Path(path)
     return path.is_dir() and ((path / EXPERIMENT_FILE).is_file() or (path / RESULTS_FILE).is_file())
+
+
+def seed_folder(run_dir: Path | str, seed: int) -> Path:
+    """The run folder of training seed ``seed`` inside a several-seed run."""
+    return Path(run_dir) / SEEDS_DIR / f"seed{seed}"
 
 
 def check_writable_run_dir(run_dir: Path) -> None:

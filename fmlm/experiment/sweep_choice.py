@@ -6,7 +6,9 @@ A sweep samples one model at several values of one sampler knob on the validatio
 ``SWEEPS``, each at the values chosen by the ones before it (FMLM*'s gamma sweep runs at its chosen
 w), and the headline settings then use the chosen values (``fmlm.experiment.plan``).
 
-Choice rule, fixed before any run was seen: the highest mean MAUVE over the validation seeds when every
+Choice rule, fixed before any run was seen: on the exact testbed (records that carry ``excess_nll`` and
+``bigram_kl``, ``fmlm.evaluation.exact``) the lowest mean ``excess_nll + bigram_kl`` (precision plus
+coverage under the true law); otherwise the highest mean MAUVE over the validation seeds when every
 point of the sweep has a finite MAUVE, else the lowest finite mean gen PPL. "Lowest gen PPL at a
 healthy entropy" is not the rule: gen PPL rewards repetition, and MAUVE, when measured, does not. A
 tie goes to the smaller value, so the choice does not depend on the order of the points.
@@ -46,6 +48,7 @@ class Point:
     value: float
     mauve: float | None
     gen_ppl: float | None
+    exact: float | None = None  # mean excess NLL + bigram KL (the exact testbed), None elsewhere
 
 
 def _finite(x: Any) -> float | None:
@@ -58,11 +61,14 @@ def _finite(x: Any) -> float | None:
 
 
 def choose(points: Iterable[Point]) -> tuple[float, str] | None:
-    """``(value, metric)``: the point with the highest MAUVE when every point has one (metric ``"mauve"``),
+    """``(value, metric)``: the lowest exact score when every point has one (metric ``"exact"``), else
+    the point with the highest MAUVE when every point has one (metric ``"mauve"``),
     else the one with the lowest gen PPL (``"gen_ppl"``); None when no point has a finite gen PPL either."""
     points = list(points)
     if not points:
         return None
+    if all(p.exact is not None for p in points):
+        return min(points, key=lambda p: (p.exact, p.value)).value, "exact"
     if all(p.mauve is not None for p in points):
         return max(points, key=lambda p: (p.mauve, -p.value)).value, "mauve"
     scored = [p for p in points if p.gen_ppl is not None]
@@ -88,8 +94,11 @@ def sweep_points(records: Iterable[dict[str, Any]], sweep: Sweep, seeds: Iterabl
             continue
         mauve = [_finite(r.get("mauve")) for r in rs]
         ppl = [p for p in (_finite(r.get("gen_ppl")) for r in rs) if p is not None]
+        exact = [_finite(r.get("excess_nll")) for r in rs]
+        cover = [_finite(r.get("bigram_kl")) for r in rs]
+        both = None if None in exact + cover else (sum(exact) + sum(cover)) / len(rs)
         points.append(Point(value, None if None in mauve else sum(mauve) / len(mauve),
-                            sum(ppl) / len(ppl) if ppl else None))
+                            sum(ppl) / len(ppl) if ppl else None, both))
     return points
 
 

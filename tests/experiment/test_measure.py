@@ -52,7 +52,7 @@ class Texts:
 def run(monkeypatch, tmp_path, shift: int, lam: float = 1.0):
     written = {}
 
-    def fake_write(scoring, record, texts, extra=None, against="reference"):
+    def fake_write(scoring, record, texts, extra=None, against="reference", ids=None):
         written.update(record=record, texts=texts, extra=extra, against=against)
         return record
 

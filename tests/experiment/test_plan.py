@@ -115,3 +115,21 @@ def test_sweep_points_average_over_the_given_seeds_only():
     assert points[0] == Point(3.0, None, 50.0)  # one seed without MAUVE: none; the finite gen PPL only
     assert points[1].mauve == pytest.approx(0.3) and points[1].gen_ppl == pytest.approx(150.0)
     assert choose(points) == (3.0, "gen_ppl")
+
+
+def test_exact_testbed_choice_uses_excess_nll_plus_bigram_kl():
+    # exact scores 0.9, 0.4, 0.7: the lowest wins even where MAUVE and gen PPL would pick others
+    points = [Point(1.0, 0.9, 10.0, 0.9), Point(3.0, 0.1, 90.0, 0.4), Point(5.0, 0.5, 5.0, 0.7)]
+    assert choose(points) == (3.0, "exact")
+    # one point without it: the MAUVE rule applies to the whole sweep
+    assert choose([Point(1.0, 0.9, 10.0, 0.9), Point(3.0, 0.1, 90.0, None)]) == (1.0, "mauve")
+    sweep = Sweep("flow-map", "w")
+    records = [{"model": "flow-map", "sweep": "w", "seed": 7, "w": 2.0, "gen_ppl": 30.0,
+                "excess_nll": 0.25, "bigram_kl": 0.5}]
+    assert sweep_points(records, sweep, [7])[0].exact == 0.75
+
+
+def test_no_sc_teacher_is_sampled_at_the_teacher_few_steps():
+    cfg = ExperimentConfig(evaluation=EvalConfig(teacher_few_steps=(1, 4)))
+    nosc = {(c.steps, c.sc_mode) for m, c, sweep in evaluation_plan(cfg) if m == "teacher-nosc" and sweep is None}
+    assert {(1, "none"), (4, "none"), (32, "none")} <= nosc
