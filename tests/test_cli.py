@@ -69,3 +69,13 @@ def test_a_run_folder_that_is_a_file_is_a_one_line_error(tmp_path, capsys, argv,
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: run folder {run} ") and "afile" in err and len(err.splitlines()) == 1
     assert afile.read_text() == "keep me\n" and [p.name for p in tmp_path.iterdir()] == ["afile"]
+
+
+def test_evaluate_with_an_evaluator_that_does_not_resolve_offline_is_one_line(tmp_path, monkeypatch, capsys):
+    import fmlm.data.hub
+
+    monkeypatch.setattr(fmlm.data.hub, "hub_reachable", lambda: False)  # no hub retries: refused at once
+    samples = tmp_path / "s.jsonl"
+    samples.write_text('{"text": "a sample"}\n')
+    assert main(["evaluate", "--run", str(tmp_path / "run"), str(samples), "--evaluator", "nonexistent-model"]) == 2
+    assert capsys.readouterr().err.startswith("error: --evaluator: 'nonexistent-model' is not a model folder nor in")

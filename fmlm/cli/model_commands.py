@@ -39,7 +39,8 @@ def read_sample_texts(path: Path) -> list[str]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from fmlm.evaluation.evaluator import load_evaluator
+    from fmlm.data import hub
+    from fmlm.evaluation.evaluator import check_evaluator_name, load_evaluator
     from fmlm.evaluation.metrics import evaluate_texts
     from fmlm.files import write_jsonl_atomic
     from fmlm.train.distributed import resolve_device
@@ -48,8 +49,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-length: must be >= 2 (one context token and one scored), got {args.max_length}")
     cfg = experiment_config(args)
     texts = read_sample_texts(args.samples)
-    evaluator = load_evaluator(args.evaluator or cfg.evaluation.evaluator, cache_dir=Path(cfg.cache_dir),
-                               device=resolve_device(args.device))
+    name, key = (args.evaluator, "--evaluator") if args.evaluator else (cfg.evaluation.evaluator, "evaluation.evaluator")
+    check_evaluator_name(name, key, hub_reachable=hub.hub_reachable)  # offline: one line now, not after retries
+    evaluator = load_evaluator(name, cache_dir=Path(cfg.cache_dir), device=resolve_device(args.device), key=key)
     if args.framing == "paper":
         return _evaluate_like_paper(args, evaluator, texts, cfg.evaluation.score_batch)
     result = evaluate_texts(evaluator, texts, batch_size=cfg.evaluation.score_batch, max_tokens=cfg.evaluation.max_tokens)

@@ -76,10 +76,13 @@ def save_checkpoint(
         if log_window is not None:
             (tmp / LOG_WINDOW_FILE).write_text(json.dumps(log_window))
     except BaseException as err:  # a full disk, a read-only folder, a signal: the partial copy goes
+        full = _disk_full(folder.parent)  # looked at before the partial copy frees its space
         shutil.rmtree(tmp, ignore_errors=True)
         if not isinstance(err, Exception):
             raise
         cause = err.strerror if isinstance(err, OSError) and err.strerror else first_line(err)
+        if full and "space" not in cause:  # torch.save says "unexpected pos ..." on a full disk
+            cause = f"no space left on the device: {cause}"
         raise OSError(f"cannot save the checkpoint in {folder.parent} ({cause}); the previous checkpoint "
                       "is kept and the partial one removed") from None
     shutil.rmtree(old, ignore_errors=True)
@@ -88,6 +91,14 @@ def save_checkpoint(
     tmp.rename(folder)
     shutil.rmtree(old, ignore_errors=True)
     return folder
+
+
+def _disk_full(folder: Path, margin: int = 1 << 20) -> bool:
+    """True when the file system holding ``folder`` has less than ``margin`` bytes free."""
+    try:
+        return shutil.disk_usage(folder).free < margin
+    except OSError:
+        return False
 
 
 def recover_checkpoint(folder: str | Path) -> None:
