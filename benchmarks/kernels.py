@@ -3,13 +3,13 @@
     python benchmarks/kernels.py --threads 1 \\
         --out benchmarks/results/kernels_cpu.json --markdown benchmarks/results/kernels_cpu.md
 
-1. Norms: ``fmlm.nn.fused_norm.rms_norm`` and ``normed_rotary`` (written-out backward) against the
+1. Norms: ``fmlm.nn.cpu.fused_norm.rms_norm`` and ``normed_rotary`` (written-out backward) against the
    composite formula differentiated by autograd (``weight * x * rsqrt(mean(x^2) + eps)``, then
    ``apply_rotary``), at the embedded preset's block shapes (``--batch`` rows of the preset's
    text plus prefix tokens): the RMSNorm of the hidden state (B, N, width) and the q/k norm of one
    head tensor (B, heads, N, head_dim, a permuted view of qkv as in the attention).
 2. Attention: ``F.scaled_dot_product_attention`` (PyTorch's fused kernel) against explicit matmuls
-   (scores and softmax in float32, as ``fmlm.nn.layers.attend`` does for short bf16 rows on a CPU),
+   (scores and softmax in float32, as ``fmlm.nn.cpu.attention.attend`` does for short bf16 rows on a CPU),
    in float32 and bf16, over sequence lengths ``--lengths`` at about ``--tokens`` tokens per call
    (batch = tokens // length) with ``--heads`` heads of 64 channels.
 
@@ -35,11 +35,12 @@ import torch
 import torch.nn.functional as F
 
 from bench_common import DIMS, command_line, fmt, header, interleaved, machine, median, networks, write_results
-from training import network_step_fn
+from train_reference import network_step_fn
 from fmlm.experiment import preset
 from fmlm.losses.common import Batch
 from fmlm.nn import layers
-from fmlm.nn.fused_norm import RMS_EPS, normed_rotary, rms_norm
+from fmlm.nn.cpu.attention import explicit_attention
+from fmlm.nn.cpu.fused_norm import RMS_EPS, normed_rotary, rms_norm
 from fmlm.nn.rotary import apply_rotary, rotary_tables
 from fmlm.reports.formatting import markdown_table
 
@@ -96,7 +97,7 @@ def attention_cases(lengths: list[int], tokens: int, heads: int) -> dict:
         for dtype in (torch.float32, torch.bfloat16):
             qkv = torch.randn(b, n, 3, heads, HEAD_DIM, dtype=dtype).requires_grad_()
             grad = torch.randn(b, heads, n, HEAD_DIM, dtype=dtype)
-            for kind, fn in (("fused kernel", F.scaled_dot_product_attention), ("explicit", layers.explicit_attention)):
+            for kind, fn in (("fused kernel", F.scaled_dot_product_attention), ("explicit", explicit_attention)):
                 def run(fn=fn, qkv=qkv):
                     return fn(*qkv.permute(2, 0, 3, 1, 4).unbind(0))
 

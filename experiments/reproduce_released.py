@@ -16,7 +16,7 @@ Every input is checked (folders, stages, counts, length, evaluator, run folder) 
 Under torchrun each setting's samples are split over the processes; the sample set is the same for any
 number of them. A setting already in RUN/results.jsonl is skipped, so a killed job continues when
 started again. The report (with report/released_table.md) is written to RUN/report.
-The logic lives in ``fmlm.experiment.released`` and ``fmlm.experiment.shards``.
+The logic lives in ``fmlm.reproduce.released`` and ``fmlm.reproduce.shards``.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fmlm.experiment import released as rel
-from fmlm.experiment import shards
+from fmlm.reproduce import released as rel
+from fmlm.reproduce import shards
 from fmlm.experiment.run_folder import RESULTS_FILE, TIMING_FILE, recorded_ids
 from fmlm.files import append_jsonl, read_json_dict, write_json_atomic, write_jsonl_atomic
 

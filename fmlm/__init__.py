@@ -1,10 +1,12 @@
 """fmlm: self-conditioned flow map language models via fixed-point flows.
 
-Layers, each importing only the ones above it:
-``fmlm.math`` (pure formulas) <- ``fmlm.synthetic`` (denoisers with known answers)
-<- ``fmlm.nn`` (the denoiser network) <- ``fmlm.losses`` / ``fmlm.samplers``
-<- ``fmlm.train`` (stage-agnostic loop) <- ``fmlm.models`` (model folders, released checkpoints)
-<- ``experiments/``. ``fmlm.load_model`` / ``fmlm.save_model`` read and write model folders.
+Layers, bottom to top; a module imports only its own layer and those below it (checked by
+``tests/test_layering.py``; the README's Layout says what each package holds):
+``fmlm.config``, ``fmlm.files`` <- ``fmlm.math``, ``fmlm.data``, ``fmlm.evaluation`` (and the
+run-folder contract) <- ``fmlm.synthetic`` <- ``fmlm.nn`` (its CPU kernels in ``fmlm.nn.cpu``)
+<- ``fmlm.losses``, ``fmlm.samplers`` <- ``fmlm.train`` <- ``fmlm.models`` <- ``fmlm.experiment``
+(the main job) <- ``fmlm.reproduce``, ``fmlm.study`` <- ``fmlm.reports`` <- ``fmlm.cli``.
+``fmlm.load_model`` / ``fmlm.save_model`` read and write model folders.
 """
 
 __version__ = "0.1.0"

@@ -206,6 +206,16 @@ def apply_overrides(cfg: T, overrides: list[str] | tuple[str, ...]) -> T:
     return from_dict(type(cfg), data)
 
 
+def check_unique_overrides(overrides: list[str] | tuple[str, ...]) -> None:
+    """Refuse a command line that sets one key twice (``apply_overrides`` would silently keep the last)."""
+    seen: set[str] = set()
+    for item in overrides:
+        key = str(item).split("=", 1)[0].strip()
+        if key in seen:
+            raise ConfigError(f"{shown_key(key)}: given twice; give each setting once")
+        seen.add(key)
+
+
 def require(condition: bool, key: str, message: str) -> None:
     """Raise ``ConfigError('key: message')`` unless ``condition``; for ``__post_init__`` checks."""
     if not condition:

@@ -181,6 +181,11 @@ def save_figure_atomic(fig: Any, path: Path) -> Path:
     return _atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
 
 
+PICKLE_PROTOCOL_WARNING = r"Detected pickle protocol"
+"""The start of torch's UserWarning about a plain pickle's protocol (two lines printed before any refusal);
+callers of ``torch.load(weights_only=True)`` silence it, their one-line error says what matters."""
+
+
 def describe_refused_pickle(err: BaseException, path: Path) -> str:
     """What ``torch.load(weights_only=True)`` refused in ``path``, in one line (never torch's advice to
     disable the check): the global it pickles, found in the error or by listing the file's opcodes."""

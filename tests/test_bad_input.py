@@ -27,6 +27,10 @@ from fmlm.cli import main, parse_args
     (["--quick", "evaluation.churn=-1"], "evaluation.churn: must be >= 0"),
     (["--quick", "evaluation.max_tokens=0"], "evaluation.max_tokens: must be >= 2"),
     (["--quick", "evaluation.evaluator=/nonexistent"], "evaluation.evaluator: '/nonexistent' is not an existing model folder"),
+    # Network sizes and the text source are checked before the data is prepared or experiment.json written.
+    (["--quick", "network.width=255"], "network.heads: width 255 is not divisible by heads"),
+    (["--quick", "network.phase_tokens=3"], "network.phase_tokens: must equal time_tokens"),
+    (["--quick", "data.source=/nonexistent"], "data.source: '/nonexistent' is neither an embedded part"),
     (["--quick", "train_teacher.epochs=Infinity", "train_teacher.max_steps=0"],
      "train_teacher.epochs: expected a finite number, got inf"),
     (["--quick", "--run", "{afile}"], "run folder {afile} is a file; pass a folder to --run-dir"),
@@ -43,6 +47,27 @@ def test_bad_input_is_a_one_line_error_and_writes_nothing(tmp_path, monkeypatch,
     err = capsys.readouterr().err.strip()
     assert err == f"error: {err[7:]}" and message.format(afile=afile) in err and len(err.splitlines()) == 1
     assert afile.read_text() == "keep me\n" and [p.name for p in tmp_path.iterdir()] == ["afile"]
+
+
+def test_an_evaluator_that_does_not_resolve_offline_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    import time
+
+    import fmlm.data.hub
+
+    monkeypatch.setattr(fmlm.data.hub, "hub_reachable", lambda: False)
+    start = time.perf_counter()
+    assert main(["run", "--quick", "--run", str(tmp_path / "run"), "--no-progress", f"cache_dir={tmp_path / 'cache'}",
+                 "evaluation.evaluator=nonexistent-model"]) == 2
+    assert time.perf_counter() - start < 20  # no hub retries (they took ~60 s); the import of the pipeline is the rest
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: evaluation.evaluator: 'nonexistent-model' is not a model folder") and "\n" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_checks_the_network_before_preparing_data(tmp_path, capsys):
+    assert main(["train", "teacher", "--preset", "quick", "--run", str(tmp_path / "run"), "--no-progress",
+                 f"cache_dir={tmp_path / 'cache'}", "network.width=255"]) == 2
+    assert "network.heads: width 255" in capsys.readouterr().err and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("name", ["bogus", "", "CPU", "cuda:x", "cuda:-1", "meta", "cpu,cuda"])

@@ -16,6 +16,11 @@ from fmlm.cli import main, parse_args
     (["prepare", "--device", "meta"], "device: 'meta' is not a device"),
     (["prepare", "device=cpu"], "device=cpu: the device is an option of the command, not a setting; pass --device"),
     (["sample", "steps=0"], "sampler.steps: must be >= 1"),
+    (["sample", "--show", "-1"], "--show: must be >= 0 (samples to print), got -1"),
+    (["prepare", "data.row_len=32", "data.row_len=64"], "data.row_len: given twice"),
+    (["sample", "steps=2", " steps=3"], "steps: given twice"),
+    (["train", "teacher", "evaluation.flow_map_steps="], "evaluation.flow_map_steps: must name at least one step"),
+    (["evaluate", "--framing", "paper", "--max-length", "1"], "--max-length: must be >= 2"),  # before any loading
 ])
 def test_bad_settings_are_one_line_errors(tmp_path, capsys, argv, message):
     argv = [argv[0], "--run", str(tmp_path / "run"), *argv[1:]]

@@ -18,7 +18,7 @@ from fmlm.experiment.run_folder import Timing, recorded_ids
 from fmlm.reports.loading import load_results
 from fmlm.train import checkpoint as ckpt
 from fmlm.train.optim import OptimConfig, build_optimizers
-from tests.test_stages import save, teacher_model
+from tests.experiment.test_stages import save, teacher_model
 
 QUICK = preset("quick")
 

@@ -23,7 +23,7 @@ import time
 import torch
 
 from bench_common import fmt, interleaved, median, networks, round_ratios, synchronize
-from training import Stage, step_fn
+from train_stages import Stage, step_fn
 from fmlm.experiment import preset
 from fmlm.losses.common import Batch
 from fmlm.losses.teacher import TeacherLoss

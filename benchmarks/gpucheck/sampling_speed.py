@@ -11,7 +11,7 @@ pass D predict, (E - 1) F + D per batch.
 from __future__ import annotations
 
 from bench_common import fmt, interleaved, median, networks
-from sampling import cost_fns, sample_fn, sampler_cases, table_rows
+from sample_cases import cost_fns, sample_fn, sampler_cases, table_rows
 from fmlm.experiment import preset
 
 

@@ -33,7 +33,9 @@ from pathlib import Path
 import torch
 
 from bench_common import fmt, interleaved, median, mib, networks
-from training import GB, build_stages, count_passes, derive_batch, peak_tflops, step_fn
+from train_flops import count_passes, peak_tflops
+from train_memory import GB, derive_batch
+from train_stages import build_stages, step_fn
 from fmlm.experiment import preset
 from fmlm.losses.common import Batch
 from fmlm.train.optim import set_lr

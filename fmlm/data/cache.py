@@ -34,6 +34,7 @@ from fmlm.data.corpus import Documents, load_documents, source_fingerprint, spli
 from fmlm.data.encoder import FrozenEncoder, TORCH_DTYPES
 from fmlm.data.packing import RowPacker
 from fmlm.data.whitening import estimate_whitening, whiten
+from fmlm.files import first_line
 
 FORMAT_VERSION = 1  # bump when the folder layout or the text cleaning changes (invalidates caches)
 DOC_BATCH = 256  # documents tokenized per call (fast tokenizers batch across threads)
@@ -200,13 +201,48 @@ def _build(cfg: DataConfig, folder: Path, encoder: FrozenEncoder | None, device:
 
 
 def _reusable(folder: Path, cfg: DataConfig) -> bool:
-    """True when ``folder`` is a finished preparation of ``cfg``; an unrelated folder there is an error."""
+    """True when ``folder`` is a finished preparation of ``cfg`` whose files fit its meta; an unrelated
+    folder there is an error."""
     if not folder.exists():
         return False
     meta_path = folder / META_FILE
-    if not meta_path.is_file() or json.loads(meta_path.read_text()).get("config") != to_dict(cfg):
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    if meta.get("config") != to_dict(cfg):
         raise ValueError(f"cache_dir: {folder} exists but is not a preparation of this config; remove it")
+    check_files(folder, meta)
     return True
+
+
+def check_files(folder: Path, meta: dict) -> None:
+    """Refuse (one line naming the file) an array file of a prepared folder that is missing, or whose
+    header or size does not fit ``meta``: ids ``(rows, row_len)`` int32, latents ``(rows, row_len, dim)``
+    in the cache dtype. A cut file is found here, when the folder is opened, not when a row is read."""
+    for split in SPLITS:
+        shape = (int(meta["rows"][split]), int(meta["row_len"]))
+        _check_npy(folder / f"ids_{split}.npy", shape, np.dtype(np.int32))
+        if meta.get("latents"):
+            _check_npy(folder / f"latents_{split}.npy", (*shape, int(meta["dim"])),
+                       np.dtype(meta["config"]["cache_dtype"]))
+
+
+def _check_npy(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """``path`` is a .npy file holding exactly an array of ``shape`` and ``dtype`` (its header read, not its data)."""
+    again = f"remove {path.parent} to prepare it again"
+    if not path.is_file():
+        raise ValueError(f"{path}: missing from the prepared folder; {again}")
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            have_shape, _, have_dtype = read(f)
+            offset = f.tell()
+    except (ValueError, OSError) as err:
+        raise ValueError(f"{path}: not a readable .npy file ({first_line(err)}); {again}") from None
+    if tuple(have_shape) != shape or have_dtype != dtype:
+        raise ValueError(f"{path}: holds {have_dtype} {tuple(have_shape)}, meta.json needs {dtype} {shape}; {again}")
+    size, need = path.stat().st_size, offset + int(np.prod(shape)) * dtype.itemsize
+    if size != need:
+        raise ValueError(f"{path}: {size} bytes where its shape needs {need} (the file was cut or damaged); {again}")
 
 
 def prepare(cfg: DataConfig, cache_dir: str | Path, encoder: FrozenEncoder | None = None,

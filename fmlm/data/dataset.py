@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from fmlm.data.cache import FORMAT_VERSION, META_FILE, SPLITS, TOKENIZER_DIR
+from fmlm.data.cache import FORMAT_VERSION, META_FILE, SPLITS, TOKENIZER_DIR, check_files
 
 
 def load_meta(folder: str | Path) -> dict:
@@ -40,7 +40,9 @@ def _open_split(folder: str | Path, split: str) -> tuple[Path, str, dict]:
     """(folder, split, meta) of a prepared folder's split; an unknown split is a one-line ValueError."""
     if split not in SPLITS:
         raise ValueError(f"split: {split!r} is not one of {list(SPLITS)}")
-    return Path(folder), split, load_meta(folder)
+    meta = load_meta(folder)
+    check_files(Path(folder), meta)
+    return Path(folder), split, meta
 
 
 class LatentRows(torch.utils.data.Dataset):

@@ -34,6 +34,7 @@ import pickle
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -101,9 +102,13 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {first_line(err)}"
 
 
-def check_evaluator_name(name: str, key: str = "name") -> None:
+def check_evaluator_name(name: str, key: str = "name", *, hub_reachable: Callable[[], bool] | None = None) -> None:
     """Refuse, without loading anything, a name that cannot be an evaluator: empty, or a path to no
-    folder (a one-line ``ValueError`` naming ``key``)."""
+    folder (a one-line ``ValueError`` naming ``key``).
+
+    With ``hub_reachable`` (the quick probe ``fmlm.data.hub.hub_reachable``) a hub name must also be
+    found, in a second and without retries: in the local Hugging Face cache, or on a reachable hub; an
+    unreachable hub or a repository the hub does not know is refused at once."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"{key}: expected a non-empty model name or path, got {name!r}")
     if name == EMBEDDED_NAME:
@@ -111,26 +116,51 @@ def check_evaluator_name(name: str, key: str = "name") -> None:
     path = Path(name).expanduser()
     if (path.exists() or name.startswith((".", "/", "~"))) and not path.is_dir():
         raise ValueError(f"{key}: {name!r} is not an existing model folder")
+    if hub_reachable is not None and not path.is_dir():
+        _check_hub_name(name, key, hub_reachable)
+
+
+def _check_hub_name(name: str, key: str, hub_reachable: Callable[[], bool]) -> None:
+    """A hub model name found in the local cache, else on a reachable hub (one-line ``ValueError``)."""
+    from huggingface_hub import HfApi, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
+
+    try:
+        if isinstance(try_to_load_from_cache(name, "config.json"), str):
+            return
+    except HFValidationError:
+        raise ValueError(f"{key}: {name!r} is neither a model folder nor a valid hub model name") from None
+    if not hub_reachable():
+        raise ValueError(f"{key}: {name!r} is not a model folder nor in the local Hugging Face cache, and the hub "
+                         "is unreachable (offline); give a local folder or 'embedded'")
+    try:
+        HfApi().model_info(name, timeout=10)
+    except RepositoryNotFoundError:
+        raise ValueError(f"{key}: the Hugging Face hub has no model {name!r}") from None
+    except Exception:  # noqa: BLE001 - any other hub answer (gated, slow) is left to loading
+        return
 
 
 def load_evaluator(
-    name: str, *, cache_dir: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    name: str, *, cache_dir: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+    key: str = "name",
 ) -> Evaluator:
-    """Load the evaluator ``name`` (``"embedded"``, a hub name or a local folder), frozen on ``device``."""
-    check_evaluator_name(name)
+    """Load the evaluator ``name`` (``"embedded"``, a hub name or a local folder), frozen on ``device``;
+    errors name ``key`` (the setting the name came from)."""
+    check_evaluator_name(name, key)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"dtype: expected a floating torch.dtype, got {dtype!r}")
     if name == EMBEDDED_NAME:
         folder = embedded_folder(Path(cache_dir))
-        model, tokenizer = _load_pretrained(str(folder), dtype, label=f"{EMBEDDED_NAME} ({folder})")
+        model, tokenizer = _load_pretrained(str(folder), dtype, label=f"{EMBEDDED_NAME} ({folder})", key=key)
         return _freeze(EMBEDDED_NAME, model, tokenizer, device, dtype)
     path = Path(name).expanduser()
     source = str(path) if path.is_dir() else name
-    model, tokenizer = _load_pretrained(source, dtype, label=name)
+    model, tokenizer = _load_pretrained(source, dtype, label=name, key=key)
     return _freeze(name, model, tokenizer, device, dtype)
 
 
-def _load_pretrained(source: str, dtype: torch.dtype, label: str):
+def _load_pretrained(source: str, dtype: torch.dtype, label: str, key: str = "name"):
     """Tokenizer and model from a folder or the local HF cache, then (hub names only) the network."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -147,11 +177,11 @@ def _load_pretrained(source: str, dtype: torch.dtype, label: str):
             return load(local_only=False)
     except pickle.UnpicklingError as err:
         weights = next((p for p in sorted(Path(source).glob("*.bin"))), Path(source)) if Path(source).is_dir() else Path(source)
-        raise ValueError(f"name: evaluator {label!r} refused: {describe_refused_pickle(err, weights)}; "
+        raise ValueError(f"{key}: evaluator {label!r} refused: {describe_refused_pickle(err, weights)}; "
                          "nothing in it was executed") from None
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise ValueError(
-            f"name: could not load evaluator {label!r} (offline, or not a causal LM?): {_one_line(err)}"
+            f"{key}: could not load evaluator {label!r} (offline, or not a causal LM?): {_one_line(err)}"
         ) from None
 
 

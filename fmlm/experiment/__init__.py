@@ -1,5 +1,6 @@
-"""The main job, top of the package: configuration, presets, the evaluation plan, the stages, the run
-and its measurements, and the run-folder contract.
+"""The main job: configuration, presets, the evaluation plan, the stages, the run and its
+measurements, and the run-folder contract. (The released-checkpoint reproduction is ``fmlm.reproduce``,
+the preset study ``fmlm.study``.)
 
     config.py      ExperimentConfig, StageConfig, EvalConfig, NetworkConfig (and older-layout upgrades)
     presets.py     embedded, quick, paper

@@ -15,6 +15,7 @@ the one flow, unequal ones are refused naming the sections.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -48,10 +49,26 @@ class NetworkConfig:
     bottleneck: int = 0
     phase_tokens: int = 4  # added by the fixed-point stage
     phase_placement: Literal["tokens", "time"] = "tokens"  # see fmlm.nn.DenoiserConfig
+    # "hidden": the paper's decoder head on the last hidden state; "latent": a linear readout of the latent,
+    # fitted to the encoder's token embeddings before the teacher trains (fmlm.nn.readout); no mode tokens
+    decoder_input: Literal["hidden", "latent"] = "hidden"
 
     def __post_init__(self) -> None:
         for name in ("depth", "width", "heads", "bottleneck", "phase_tokens"):
             require(getattr(self, name) >= 0, f"network.{name}", "must be >= 0")
+        require(self.decoder_input in ("hidden", "latent"), "network.decoder_input",
+                f"must be 'hidden' or 'latent', got {self.decoder_input!r}")
+
+    def check(self, row_len: int) -> None:
+        """Build the teacher's and the fixed-point student's network configurations on stand-in data
+        sizes (the network checks need none of the data's), so a bad size is refused before any work,
+        as ``network.<key>``."""
+        try:
+            teacher = self.denoiser({"dim": 8, "vocab_size": 8, "row_len": row_len}, True)
+            dataclasses.replace(teacher, phase_tokens=self.phase_tokens or 4, phase_placement=self.phase_placement)
+        except ConfigError as err:
+            key = err.key if err.key in {f.name for f in dataclasses.fields(self)} else "preset"
+            raise ConfigError(f"network.{key}: {err.detail or err}", key=f"network.{key}", detail=err.detail) from None
 
     def denoiser(self, meta: dict[str, Any], self_conditioning: bool) -> DenoiserConfig:
         """The teacher's network for data with ``meta`` (latent dim, vocabulary, row length)."""
@@ -63,6 +80,8 @@ class NetworkConfig:
             max_len=int(meta["row_len"]),
             self_conditioning=self_conditioning,
             guidance_tokens=4 if self_conditioning else 0,
+            decoder_input=self.decoder_input,
+            **({"mode_tokens": 0} if self.decoder_input == "latent" else {}),  # no decoder pass runs a block
             **overrides,
         )
 
@@ -115,6 +134,7 @@ class EvalConfig:
     def __post_init__(self) -> None:
         require(self.n_samples >= 1, "evaluation.n_samples", "must be >= 1")
         require(len(self.seeds) >= 1, "evaluation.seeds", "must name at least one seed")
+        require(len(self.flow_map_steps) >= 1, "evaluation.flow_map_steps", "must name at least one step count")
         require(len(self.ctm_gamma) == len(self.flow_map_steps), "evaluation.ctm_gamma",
                 f"needs one gamma per flow_map_steps entry ({len(self.flow_map_steps)})")
         require(all(0 <= g <= 1 for g in (*self.ctm_gamma, *self.gamma_sweep)), "evaluation.ctm_gamma",

@@ -34,7 +34,8 @@ from fmlm.data import LatentRows, TextDecoder
 from fmlm.evaluation.evaluator import Evaluator
 from fmlm.evaluation.mauve_score import ReferenceSet, distribution_metrics
 from fmlm.evaluation.metrics import evaluate_texts
-from fmlm.experiment.run_folder import DECODE_SWEEP, EVAL_DIR, MODEL_LABELS, RESULTS_FILE, record_id, recorded_ids
+from fmlm.experiment.run_folder import (DECODE_SWEEP, EVAL_DIR, MODEL_LABELS, NOISED_DECODE_TIMES, RESULTS_FILE,
+                                       record_id, recorded_ids)
 from fmlm.files import append_jsonl, write_jsonl_atomic
 from fmlm.samplers import SamplerConfig, batch_sampler, decode, generate
 
@@ -203,25 +204,39 @@ def measure_reference(scoring: Scoring, rows: LatentRows, n_samples: int) -> dic
                   against="holdout")
 
 
+NOISE_SEED = 0  # the noise of the noised decodes: the same for every model of a run
+
+
 @torch.no_grad()
 def measure_reconstruction(scoring: Scoring, model_name: str, model: nn.Module, rows: LatentRows,
-                           n_samples: int) -> dict[str, Any] | None:
+                           n_samples: int, *, lam: float) -> dict[str, Any] | None:
     """Held-out latents, spread over the split like the reference's rows, through ``model``'s decoder head
     (one forward, no sampling).
 
     The text a perfect latent sampler would reach with this model's decoder: its gen PPL and
     entropy bound the model's samples, and ``token_accuracy`` is the fraction of tokens decoded
-    back to the held-out ids. MAUVE: against the disjoint held-out slice, as the reference's.
+    back to the held-out ids. ``token_accuracy_t<t>``: the same on ``z_t = t x0 + (1 - t) lam eps`` for each
+    t of ``NOISED_DECODE_TIMES`` (noise seeded by ``NOISE_SEED``, decoded as it is). MAUVE: against the
+    disjoint held-out slice, as the reference's.
     """
     rid = f"{model_name}_decode_0_s0"
     if rid in recorded_ids(scoring.run_dir):
         return None
     idx = _reference_rows(rows, n_samples)
     ids, x0 = rows.batch(idx.numpy())
+    x0, ids = x0.to(scoring.device), ids.cpu()
+
+    def decoded_from(z: torch.Tensor) -> torch.Tensor:
+        return torch.cat([decode(model, z[a : a + scoring.score_batch]).cpu()
+                          for a in range(0, len(idx), scoring.score_batch)])
+
     start = time.perf_counter()
-    decoded = torch.cat([decode(model, x0[a : a + scoring.score_batch].to(scoring.device)).cpu()
-                         for a in range(0, len(idx), scoring.score_batch)])
+    decoded = decoded_from(x0)
     record = _data_record(rid, model_name, "decode", 1, len(idx), time.perf_counter() - start, DECODE_SWEEP)
-    record["token_accuracy"] = float((decoded == ids.cpu()).float().mean())
+    record["token_accuracy"] = float((decoded == ids).float().mean())
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(NOISE_SEED)).to(x0)
+    for t in NOISED_DECODE_TIMES:
+        noised = decoded_from(t * x0 + (1 - t) * lam * eps)
+        record[f"token_accuracy_t{t:g}"] = float((noised == ids).float().mean())
     return _write(scoring, record, scoring.decoder.decode_batch(decoded), [{"index": int(i)} for i in idx],
                   against="holdout")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fmlm.config import to_dict
 from fmlm.data import LatentRows, load_meta, prepare, rows_for, tokenizer_for
+from fmlm.data.corpus import check_source
 from fmlm.evaluation.evaluator import check_evaluator_name, load_evaluator
 from fmlm.experiment import run_folder as rf
 from fmlm.experiment.config import ExperimentConfig
@@ -25,6 +26,20 @@ from fmlm.files import read_jsonl, write_json_atomic
 from fmlm.nn import Denoiser
 from fmlm.train import checkpoint as ckpt
 from fmlm.train.distributed import DistInfo, barrier, init_distributed, shutdown
+from fmlm.train.lock import FolderLock
+
+
+def check_experiment(cfg: ExperimentConfig, *, evaluator: bool = True) -> None:
+    """Everything about ``cfg`` that can be checked before any work: the evaluation plan, the network
+    sizes, the text source's files and (``evaluator``) whether the evaluator's name resolves; a one-line
+    error naming the key. Nothing is written before this passes."""
+    check_plan(cfg)  # every sampler setting any choice can lead to is built, so checked
+    cfg.network.check(cfg.data.row_len)
+    check_source(cfg.data.source)
+    if evaluator:
+        from fmlm.data import hub
+
+        check_evaluator_name(cfg.evaluation.evaluator, "evaluation.evaluator", hub_reachable=hub.hub_reachable)
 
 
 def bind_run_folder(run_dir: Path, cfg: ExperimentConfig) -> None:
@@ -76,7 +91,7 @@ def open_scoring(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, device
                  progress: bool = True) -> tuple[Scoring, LatentRows]:
     """The run's evaluator and held-out rows as a ``Scoring`` with its MAUVE references, and those rows."""
     e = cfg.evaluation
-    evaluator = load_evaluator(e.evaluator, cache_dir=Path(cfg.cache_dir), device=device)
+    evaluator = load_evaluator(e.evaluator, cache_dir=Path(cfg.cache_dir), device=device, key="evaluation.evaluator")
     scoring = Scoring(run_dir, evaluator, tokenizer_for(data_folder), int(load_meta(data_folder)["row_len"]),
                       e.score_batch, e.max_tokens, device, progress)
     val = rows_for(data_folder, "val", device)
@@ -110,7 +125,7 @@ def _measure_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, folder
         if name == "untrained" or name in folders:
             measure_model(scoring, name, model(name), sampler, e.samples_for(sweep), sweep)
     for name in (s for s in rf.STAGES if s in folders):  # each trained model's decoder on held-out latents
-        measure_reconstruction(scoring, name, model(name), val, e.samples_for(rf.DECODE_SWEEP))
+        measure_reconstruction(scoring, name, model(name), val, e.samples_for(rf.DECODE_SWEEP), lam=cfg.flow.lam)
     fp_path = run_dir / rf.FIXED_POINT_FILE
     if "fixed-point" in folders and not fp_path.exists():
         result = fixed_point_distances(model("teacher"), model("fixed-point"), val, e.fixed_point_rows,
@@ -152,16 +167,16 @@ def run_experiment(cfg: ExperimentConfig, run_dir: str | Path, *, device: str = 
     run_dir = Path(run_dir)
     rf.check_writable_run_dir(run_dir)
     stages = rf.check_stages(stages)
-    check_plan(cfg)  # every sampler setting any choice can lead to is built, so checked, before any work
-    check_evaluator_name(cfg.evaluation.evaluator, "evaluation.evaluator")
+    check_experiment(cfg)  # before anything is written: experiment.json never holds an unchecked setting
     info = init_distributed(device)
-    if info.is_main:
-        bind_run_folder(run_dir, cfg)
-    barrier()
-    timing = rf.Timing(run_dir / rf.TIMING_FILE) if info.is_main else None
-    data_folder = prepare_data(cfg, info, timing)
-    folders = train_all(cfg, run_dir, data_folder, info, timing, progress, stages)
-    shutdown()
-    if info.is_main:
-        measure_all(cfg, run_dir, data_folder, folders, info.device, timing, progress)
+    with FolderLock(run_dir, info.rank, "run folder"):  # a second job on this folder is refused here
+        if info.is_main:
+            bind_run_folder(run_dir, cfg)
+        barrier()
+        timing = rf.Timing(run_dir / rf.TIMING_FILE) if info.is_main else None
+        data_folder = prepare_data(cfg, info, timing)
+        folders = train_all(cfg, run_dir, data_folder, info, timing, progress, stages)
+        shutdown()
+        if info.is_main:
+            measure_all(cfg, run_dir, data_folder, folders, info.device, timing, progress)
     return run_dir

@@ -61,8 +61,12 @@ ODE_SWEEP = "ode"
 DECODE_SWEEP = "decode"
 """Sweep tag of the records that decode held-out latents with a model's decoder head (no sampling)."""
 
+NOISED_DECODE_TIMES = (0.9, 0.7)
+"""Noise levels t at which decoder records also measure token accuracy, on ``z_t = t x0 + (1 - t) lam eps``
+(key ``token_accuracy_t<t>``; t = 1, the clean latents, is ``token_accuracy``)."""
+
 STUDY_FILE = "study.json"
-"""The file in a study folder (``fmlm.experiment.study``) that records the order, overrides, scores and winners."""
+"""The file in a study folder (``fmlm.study.embedded``) that records the order, overrides, scores and winners."""
 STUDY_TRIALS_DIR = "trials"
 """The study folder's subfolder holding one run folder per trial."""
 STUDY_WEIGHTS = {"ema": "teacher", "model": "teacher-raw"}
@@ -94,6 +98,9 @@ RECORD_SCHEMA: dict[str, tuple[str, bool, bool]] = {
     "wall_s_per_sample": ("num", False, True),
     "sweep": ("str", False, True),
     "token_accuracy": ("num", False, True),
+    # decoder records: token accuracy on noised held-out latents (NOISED_DECODE_TIMES); absent in older folders
+    "token_accuracy_t0.9": ("num", False, True),
+    "token_accuracy_t0.7": ("num", False, True),
     "samples_file": ("str", False, True),
     # distribution metrics (fmlm.evaluation.mauve_score.distribution_metrics); absent in older run folders
     "mauve": ("num", False, True),

@@ -25,13 +25,14 @@ from typing import Any
 import torch
 
 from fmlm.config import ConfigError, from_dict, to_dict
-from fmlm.data import rows_for
+from fmlm.data import encoder_for, rows_for
 from fmlm.experiment.config import StageConfig, upgrade_stage
 from fmlm.experiment.run_folder import STAGES, TEACHER_OF
 from fmlm.losses.fixed_point import FixedPointLoss
 from fmlm.losses.flow_map import FlowMapLoss
 from fmlm.losses.teacher import TeacherLoss
 from fmlm.nn import Denoiser, warm_start
+from fmlm.nn.readout import accumulate_moments, readout_init
 from fmlm.train import checkpoint as ckpt
 from fmlm.train.distributed import DistInfo
 from fmlm.train.loop import train
@@ -99,6 +100,25 @@ def check_same_flow(teacher_dir: Path, cfg: StageConfig) -> None:
         raise ValueError(f"teacher {teacher_dir} was trained with another flow ({', '.join(diff)})")
 
 
+READOUT_FIT_ROWS = 1024  # training rows read per chunk while the latent readout's moments accumulate
+
+
+@torch.no_grad()
+def init_latent_readout(model: Denoiser, rows, data_folder: Path) -> None:
+    """A fresh teacher whose decoder reads the latent: its readout fitted to the training rows and the
+    frozen encoder's token embeddings (``fmlm.nn.readout``; one pass over the rows)."""
+    vocab = model.config.vocab_size
+    embeddings = encoder_for(data_folder).model.get_input_embeddings().weight.detach().float()[:vocab]
+    moments = None
+    for start in range(0, len(rows), READOUT_FIT_ROWS):
+        ids, x0 = rows.batch(list(range(start, min(start + READOUT_FIT_ROWS, len(rows)))))
+        chunk = accumulate_moments(x0.cpu(), ids.cpu(), vocab)
+        moments = chunk if moments is None else tuple(a + b for a, b in zip(moments, chunk))
+    weight, bias = readout_init(*moments, embeddings)
+    model.unembed.weight.copy_(weight)
+    model.unembed.bias.copy_(bias)
+
+
 RESUMABLE_KEYS = ("train.log_every", "train.checkpoint_every", "train.max_steps", "train.epochs")
 """Stage settings that may differ between the call that wrote a checkpoint and one resuming it
 (the logging cadence, and the length of training, which may grow but never shrink below the
@@ -143,6 +163,8 @@ def run_stage(stage: str, cfg: StageConfig, data_folder: Path, run_dir: Path, di
         check_resume(newest, cfg, make_schedule(cfg.train, len(rows), dist_info.world_size).total_steps)
     torch.manual_seed(cfg.train.seed)  # the initialisation, like data order and noise, follows train.seed
     model, loss = build_stage(stage, cfg, rows.meta, teacher_dir, dist_info.device)
+    if teacher_dir is None and newest is None and model.config.decoder_input == "latent":
+        init_latent_readout(model, rows, data_folder)  # students inherit their teacher's readout
     return train(
         model, loss, rows, cfg.train, run_dir, dist_info,
         stage=stage,

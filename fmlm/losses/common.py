@@ -95,7 +95,8 @@ def noisy_latents(x0: Tensor, lam: float, p_mean: float, p_std: float, generator
 
 def masked_mse(pred: Tensor, target: Tensor, rows: Tensor | None = None) -> Tensor:
     """Mean over tokens of the per-token mean squared error, over the selected ``rows`` (bool (B,))."""
-    per_token = (pred.float() - target.float()).pow(2).mean(dim=-1)
+    dtype = torch.promote_types(pred.dtype, torch.float32)  # at least fp32 (bf16 predictions); float64 stays
+    per_token = (pred.to(dtype) - target.to(dtype)).pow(2).mean(dim=-1)
     if rows is None:
         return per_token.mean()
     if not bool(rows.any()):

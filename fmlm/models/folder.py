@@ -13,6 +13,7 @@ is a one-line ``ValueError``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,19 @@ class PretrainedModel:
 
         return sampler_for(self.info.flow, stored_setting(self.info.samplers, steps), overrides)
 
+    def generate(self, n: int = 8, steps: int | None = None, *, length: int | None = None, seed: int = 0,
+                 overrides: list[str] | tuple[str, ...] = (), device: str = "cpu", progress: bool = False) -> list[str]:
+        """``n`` decoded texts, sampled with the stored setting for ``steps`` (None: the folder's default).
+
+        ``seed`` picks the noise (sample ``i`` of seed ``k`` is the same whatever ``n`` or the batch size);
+        ``overrides`` are other ``SamplerConfig`` fields as ``key=value``; ``length`` defaults to the model's rows."""
+        from fmlm.models.sample import sample_texts
+
+        if any(str(o).split("=", 1)[0].strip() == "seed" for o in overrides):
+            raise ValueError("overrides: give the seed as generate(seed=...), not as an override")
+        sampler = dataclasses.replace(self.sampler(steps, overrides), seed=seed)
+        return sample_texts(self, sampler, n, length=length, device=device, progress=progress)[1]
+
 
 def save_model(model, folder: str | Path, info: ModelInfo, *, tokenizer=None, card: str | None = None,
                overwrite: bool = False) -> Path:
@@ -152,6 +166,18 @@ def resolve_folder(path_or_repo_id: str | Path, revision: str | None = None) -> 
         raise ValueError(f"{text}: cannot download from the Hugging Face hub: {first_line(err)}") from None
 
 
+def check_weights_stage(weights: Path, stage: str) -> None:
+    """Refuse weights whose safetensors metadata (written by ``save_model``) names another stage than
+    config.json: ELF* and FMLM* share tensor names and shapes, so only this tells a swapped file."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as f:
+        theirs = (f.metadata() or {}).get("stage")
+    if theirs is not None and theirs != stage:
+        raise ValueError(f"{weights}: holds the weights of stage {theirs!r}, but config.json describes stage "
+                         f"{stage!r}; put the stage's own {WEIGHTS_FILE} back")
+
+
 def load_model(path_or_repo_id: str | Path, *, device: str = "cpu", revision: str | None = None) -> PretrainedModel:
     """Load a model folder (local, or a hub repo id) as a frozen ``Denoiser`` on ``device``."""
     from fmlm.nn.denoiser import Denoiser
@@ -163,6 +189,7 @@ def load_model(path_or_repo_id: str | Path, *, device: str = "cpu", revision: st
     if not weights.is_file():
         raise ValueError(f"{folder}: has no {WEIGHTS_FILE}")
     state = read_safetensors(weights)
+    check_weights_stage(weights, info.stage)
     model = Denoiser(info.architecture)
     own = model.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))

@@ -9,13 +9,14 @@ multi-GB Lightning checkpoint is read once and only the tensors used are paged i
 from __future__ import annotations
 
 import pickle
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from fmlm.files import describe_refused_pickle, first_line
+from fmlm.files import PICKLE_PROTOCOL_WARNING, describe_refused_pickle, first_line
 
 
 def load_reference_file(path: str | Path) -> dict[str, Any]:
@@ -24,12 +25,14 @@ def load_reference_file(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"{path}: no such checkpoint file")
     try:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError as err:  # legacy (non-zip) files cannot be memory-mapped: read them plainly
-            if "mmap" not in str(err) and "zip" not in str(err).lower():
-                raise
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=PICKLE_PROTOCOL_WARNING)
+            try:
+                obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as err:  # legacy (non-zip) files cannot be memory-mapped: read them plainly
+                if "mmap" not in str(err) and "zip" not in str(err).lower():
+                    raise
+                obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise ValueError(f"{path}: refused: {describe_refused_pickle(err, path)}; nothing in it was executed") from None
     except Exception as err:  # noqa: BLE001 - a damaged file fails in many ways; one line is the contract

@@ -50,6 +50,10 @@ class DenoiserConfig:
     # part in attention, so a warm start moves the output). "time": its tokens are added onto the time
     # bank's, so a zero-initialised bank leaves a warm-started student exactly equal to its teacher.
     phase_placement: Literal["tokens", "time"] = "tokens"
+    # What the decoder head reads. "hidden": the last hidden state, ``gelu(h W_p + b_p) W_u + b_u`` (the
+    # paper's). "latent": the latent it is given, ``z W_u + b_u``, a per-token linear readout that runs no
+    # block (``fmlm.nn.readout`` initialises it from the frozen encoder's token embeddings).
+    decoder_input: Literal["hidden", "latent"] = "hidden"
 
     def __post_init__(self) -> None:
         for name in ("latent_dim", "vocab_size", "max_len", "depth", "width", "heads", "bottleneck"):
@@ -105,6 +109,11 @@ class DenoiserConfig:
             self.phase_placement == "tokens" or self.phase_tokens in (0, self.time_tokens),
             "phase_tokens",
             f"must equal time_tokens ({self.time_tokens}) when phase_placement is 'time', got {self.phase_tokens}",
+        )
+        require(
+            self.decoder_input in ("hidden", "latent"),
+            "decoder_input",
+            f"must be 'hidden' or 'latent', got {self.decoder_input!r}",
         )
         for name in ("default_phase", "decode_phase"):
             value = getattr(self, name)

@@ -9,6 +9,7 @@ Forward pass (docs/method.md section 4; t = 0 pure noise, t = 1 clean data):
     h      = blocks([prefix, x])                          rotary on text positions 0..L-1 only
     xhat   = W_out rms_norm(h_text) + b_out               x-prediction (B, L, latent_dim)
     logits = gelu(h_text W_p + b_p) W_u + b_u             decoder mode (B, L, vocab_size)
+    logits = z W_u + b_u                                  decoder mode with decoder_input "latent": no block runs
 The time bank's first half embeds the target time t, its second half the source
 time s; s = t (the default) is exactly the one-time denoiser D(z_t, t). The
 x-prediction head and the decoder head read the same last hidden state; the
@@ -19,7 +20,7 @@ their 2-D weights to Muon).
 ``token_ids`` is the decoder pass reduced to its argmax, computed over tiles of
 ``chunk_tokens`` token positions (and, on a CPU, 2048 vocabulary entries) so the
 (tokens, vocab_size) logits never exist at once (the same ids as
-``forward(..., decode=True).argmax(-1)``).
+``forward(..., decode=True).argmax(-1)``; ``fmlm.nn.cpu.head_argmax.decoder_argmax``).
 Input checks: every call refuses non-finite inputs (one host sync) while
 ``check_finite`` is true; ``finite_checks(model, False)`` switches that off for a
 block (the samplers check once per sampling call instead), and
@@ -38,13 +39,13 @@ from torch import nn
 
 from fmlm.nn.config import DenoiserConfig
 from fmlm.nn.embedding import TOKEN_INIT_STD, PrefixBank
-from fmlm.nn.head_argmax import COL_TILE, ROW_TILE, SCREENS, linear_argmax, screen_for, screen_of, screened_argmax
-from fmlm.nn.head_screen import HeadScreen
+from fmlm.nn.cpu.head_argmax import ROW_TILE, check_decoder_options, decoder_argmax
+from fmlm.nn.cpu.head_screen import HeadScreen
 from fmlm.nn.layers import Block, RMSNorm, xavier_linear
 from fmlm.nn.rotary import prefixed_tables, rotary_tables
 
 DEFAULT_GUIDANCE = 1.0  # w = 1: the guided target equals the plain one (1 - 1/w = 0), i.e. no guidance
-DECODE_CHUNK_TOKENS = ROW_TILE  # token positions per logits tile in token_ids (fmlm.nn.head_argmax)
+DECODE_CHUNK_TOKENS = ROW_TILE  # token positions per logits tile in token_ids (fmlm.nn.cpu.head_argmax)
 
 
 class Denoiser(nn.Module):
@@ -76,8 +77,8 @@ class Denoiser(nn.Module):
         self.out_proj = nn.Linear(width, d)
         nn.init.zeros_(self.out_proj.weight)
         nn.init.zeros_(self.out_proj.bias)
-        # Decoder head: logits = gelu(h W_p + b_p) W_u + b_u.
-        self.decode_proj = xavier_linear(width, d)
+        # Decoder head: logits = gelu(h W_p + b_p) W_u + b_u, or z W_u + b_u (decoder_input "latent").
+        self.decode_proj = xavier_linear(width, d) if config.decoder_input == "hidden" else None
         self.unembed = xavier_linear(d, config.vocab_size)
         cos, sin = prefixed_tables(*rotary_tables(config.max_len, config.head_dim), config.prefix_len)
         self.register_buffer("rope_cos", cos, persistent=False)
@@ -113,16 +114,16 @@ class Denoiser(nn.Module):
         positions: decoder mode only, a bool (B, L) mask; the logits of the selected tokens
         alone are computed and returned as (N, vocab_size) (cheaper when the vocabulary is large).
         """
-        h = self._text_hidden(z, t, s=s, sc=sc, w=w, tau=tau, decode=decode)
-        batch, length = h.shape[:2]
         if decode:
+            features = self._decoder_features(z, t, s=s, sc=sc, w=w, tau=tau)
             if positions is not None:
-                if positions.shape != (batch, length) or positions.dtype != torch.bool:
-                    raise ValueError(f"positions: expected a bool mask of shape ({batch}, {length})")
-                h = h[positions]
-            return self._logits(h)
+                if positions.shape != features.shape[:2] or positions.dtype != torch.bool:
+                    raise ValueError(f"positions: expected a bool mask of shape {tuple(features.shape[:2])}")
+                features = features[positions]
+            return self.unembed(features)
         if positions is not None:
             raise ValueError("positions: only used in decoder mode (decode=True)")
+        h = self._text_hidden(z, t, s=s, sc=sc, w=w, tau=tau, decode=False)
         return self.out_proj(self.out_norm(h))
 
     @torch.no_grad()
@@ -142,42 +143,28 @@ class Denoiser(nn.Module):
         """``argmax`` of the decoder-mode logits, (B, L) int64, without gradients.
 
         The same ids as ``forward(z, t, ..., decode=True).argmax(-1)``; the logits are computed
-        ``chunk_tokens`` token positions at a time (``fmlm.nn.head_argmax.linear_argmax``) by
-        ``vocab_tile`` vocabulary entries (None: all; "auto": 2048 on a CPU, where the whole logits'
-        memory traffic costs more than their arithmetic, all on a GPU, where each tile is a kernel launch).
-        ``screen``: "int8" or "bf16", through that screen (``fmlm.nn.head_argmax.screened_argmax``: the
-        same ids, the fp32 logits computed only in blocks whose bounds cannot rule them out); "none": the
-        fp32 tiles; "auto": on fp32 features the one that pays on their device (``screen_for``).
+        ``chunk_tokens`` token positions at a time by ``vocab_tile`` vocabulary entries (None: all;
+        "auto": 2048 on a CPU, all on a GPU). ``screen``: "int8", through that screen (the same ids, the
+        fp32 logits computed only in blocks whose bounds cannot rule them out); "none": the fp32 tiles;
+        "auto": on fp32 features the one that pays on their device. The choices, and what
+        ``FMLM_CPU_KERNELS`` makes of "auto": ``fmlm.nn.cpu.head_argmax.decoder_argmax``.
         """
-        if not isinstance(screen, str) or screen not in ("auto", "none", *SCREENS):
-            raise ValueError(f"screen: expected 'auto', 'none' or one of {sorted(SCREENS)}, got {screen!r}")
-        if isinstance(chunk_tokens, bool) or not isinstance(chunk_tokens, int) or chunk_tokens < 1:
-            raise ValueError(f"chunk_tokens: expected an integer >= 1, got {chunk_tokens!r}")
-        h = self._text_hidden(z, t, s=s, sc=sc, w=w, tau=tau, decode=True)
-        batch, length = h.shape[:2]
-        features = self._decode_features(h)  # (B, L, latent_dim), computed as in forward
-        flat = features.reshape(batch * length, -1)
-        if vocab_tile == "auto":
-            vocab_tile = None if flat.is_cuda else COL_TILE
-        weight, bias = self.unembed.weight, self.unembed.bias
-        if screen == "auto":
-            fp32 = flat.dtype == weight.dtype == torch.float32
-            screen = screen_for(flat.device) if fp32 else "none"
-        if screen == "none":
-            return linear_argmax(flat, weight, bias, rows=chunk_tokens, cols=vocab_tile).view(batch, length)
-        head = self._screens.get(screen)
-        if head is None or not head.fresh(weight, bias):
-            head = self._screens[screen] = screen_of(screen, weight, bias)  # rebuilt when the weights change
-        return screened_argmax(flat, weight, bias, head=head, rows=chunk_tokens,
-                               cols=vocab_tile).view(batch, length)
+        check_decoder_options(screen, chunk_tokens)
+        features = self._decoder_features(z, t, s=s, sc=sc, w=w, tau=tau)  # (B, L, latent_dim), as in forward
+        batch, length = features.shape[:2]
+        return decoder_argmax(features.reshape(batch * length, -1), self.unembed.weight, self.unembed.bias,
+                              self._screens, chunk_tokens=chunk_tokens, vocab_tile=vocab_tile,
+                              screen=screen).view(batch, length)
 
-    def _decode_features(self, h: torch.Tensor) -> torch.Tensor:
-        """First half of the decoder head, ``gelu(h W_p + b_p)``."""
-        return F.gelu(self.decode_proj(h))
-
-    def _logits(self, h: torch.Tensor) -> torch.Tensor:
-        """Decoder head ``gelu(h W_p + b_p) W_u + b_u`` on text hidden states (..., width)."""
-        return self.unembed(self._decode_features(h))
+    def _decoder_features(self, z, t, *, s, sc, w, tau) -> torch.Tensor:
+        """What ``W_u`` reads, (B, L, latent_dim): ``gelu(h W_p + b_p)`` of the text hidden states, or with
+        decoder_input "latent" the checked latent ``z`` itself (t, s, sc, w and tau then play no part)."""
+        if self.decode_proj is None:
+            self._check_latent(z)
+            if self.check_finite:
+                _check_finite({"z": z})
+            return z
+        return F.gelu(self.decode_proj(self._text_hidden(z, t, s=s, sc=sc, w=w, tau=tau, decode=True)))
 
     def _text_hidden(self, z, t, *, s, sc, w, tau, decode: bool) -> torch.Tensor:
         """Checked inputs through the input projection, the prefix banks and the blocks: (B, L, width)."""

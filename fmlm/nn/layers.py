@@ -2,9 +2,10 @@
 
 Formulas:
     rms_norm(x) = g * x / sqrt(mean(x^2) + eps)              (over the last axis, in float32;
-                                                              fmlm.nn.fused_norm)
+                                                              fmlm.nn.cpu.fused_norm)
     attention:  q, k, v = x W_qkv + b;  q, k <- rms_norm per head, then rotary;
-                out = softmax(q k^T / sqrt(h)) v W_o + b_o   (bidirectional, no mask; ``attend``)
+                out = softmax(q k^T / sqrt(h)) v W_o + b_o   (bidirectional, no mask;
+                                                              fmlm.nn.cpu.attention.attend)
     swiglu(x)  = (silu(x W_a + b_a) * (x W_b + b_b)) W_c + b_c
     block(x)   = x' + swiglu(rms_norm(x')),  x' = x + attention(rms_norm(x))
 """
@@ -15,32 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fmlm.nn.fused_norm import normed_rotary, rms_norm
-
-EXPLICIT_ATTENTION_MAX_TOKENS = 160
-"""Longest sequence whose bf16 attention with gradients runs as explicit matmuls on a CPU (``attend``).
-PyTorch's fused CPU kernel is slow backward in bf16: forward and backward together it took 2.1-2.9x
-as long as explicit matmuls at 44 tokens and 1.2-1.3x at 140, but 0.67-0.69x at 268 (two runs);
-without gradients it is as fast or faster at every length (benchmarks/results/kernels_cpu.md)."""
-
-
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``softmax(q k^T / sqrt(h)) v`` over (B, heads, N, h), bidirectional.
-
-    ``F.scaled_dot_product_attention``, except for bf16 inputs that need gradients on a CPU with N <=
-    ``EXPLICIT_ATTENTION_MAX_TOKENS``: explicit matmuls, the scores and softmax in float32 (as the
-    fused kernels keep them), the probabilities cast back to bf16 for the product with v.
-    """
-    explicit = (q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.shape[-2] <= EXPLICIT_ATTENTION_MAX_TOKENS
-                and torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad))
-    return explicit_attention(q, k, v) if explicit else F.scaled_dot_product_attention(q, k, v)
-
-
-def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``softmax(q k^T / sqrt(h)) v`` as two matmuls: scores and softmax in float32, then in v's dtype."""
-    with torch.autocast(q.device.type, enabled=False):
-        scores = torch.matmul(q.float(), k.float().transpose(-1, -2)).mul_(q.shape[-1] ** -0.5)
-        return torch.matmul(torch.softmax(scores, dim=-1).to(v.dtype), v)
+from fmlm.nn.cpu.attention import attend
+from fmlm.nn.cpu.fused_norm import normed_rotary, rms_norm
 
 
 def xavier_linear(in_features: int, out_features: int, *, bias: bool = True) -> nn.Linear:

@@ -59,6 +59,6 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
     ``rot(x) = [x1 cos - x2 sin, x1 sin + x2 cos] = x C + swap_halves(x) S`` with ``x = [x1, x2]``;
     computed in the dtype of ``x``. (The denoiser's attention applies it fused with the q/k norm,
-    ``fmlm.nn.fused_norm.normed_rotary``.)
+    ``fmlm.nn.cpu.fused_norm.normed_rotary``.)
     """
     return rotate(x, *rotary_planes(cos, sin))

@@ -1,4 +1,4 @@
-"""The embedded study's table (``fmlm.experiment.study`` writes the folder): one row per trial and weights.
+"""The embedded study's table (``fmlm.study.embedded`` writes the folder): one row per trial and weights.
 
 Reads ``<study>/study.json`` (order, overrides, winners) and each trial's run folder (results.jsonl,
 timing.json); writes ``<study>/study_table.md``. Every number comes from the trial folders' records;

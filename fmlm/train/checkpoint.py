@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from fmlm.config import ConfigError, from_dict, to_dict
-from fmlm.files import describe_refused_pickle, first_line, read_json_dict
+from fmlm.files import PICKLE_PROTOCOL_WARNING, describe_refused_pickle, first_line, read_json_dict
 from fmlm.nn.config import DenoiserConfig
 from fmlm.nn.denoiser import Denoiser
 
@@ -65,14 +66,22 @@ def save_checkpoint(
     tmp = folder.with_name(folder.name + ".tmp")
     old = folder.with_name(folder.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(_state(model), tmp / "model.safetensors")
-    save_file(_state(ema), tmp / "ema.safetensors")
-    (tmp / "denoiser.json").write_text(json.dumps(to_dict(model.config), indent=2, sort_keys=True))
-    (tmp / "meta.json").write_text(json.dumps(to_dict(meta), indent=2, sort_keys=True))
-    torch.save({"optimizers": [opt.state_dict() for opt in optimizers]}, tmp / "optim.pt")
-    if log_window is not None:
-        (tmp / LOG_WINDOW_FILE).write_text(json.dumps(log_window))
+    try:
+        tmp.mkdir(parents=True)
+        save_file(_state(model), tmp / "model.safetensors")
+        save_file(_state(ema), tmp / "ema.safetensors")
+        (tmp / "denoiser.json").write_text(json.dumps(to_dict(model.config), indent=2, sort_keys=True))
+        (tmp / "meta.json").write_text(json.dumps(to_dict(meta), indent=2, sort_keys=True))
+        torch.save({"optimizers": [opt.state_dict() for opt in optimizers]}, tmp / "optim.pt")
+        if log_window is not None:
+            (tmp / LOG_WINDOW_FILE).write_text(json.dumps(log_window))
+    except BaseException as err:  # a full disk, a read-only folder, a signal: the partial copy goes
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not isinstance(err, Exception):
+            raise
+        cause = err.strerror if isinstance(err, OSError) and err.strerror else first_line(err)
+        raise OSError(f"cannot save the checkpoint in {folder.parent} ({cause}); the previous checkpoint "
+                      "is kept and the partial one removed") from None
     shutil.rmtree(old, ignore_errors=True)
     if folder.exists():
         folder.rename(old)
@@ -119,8 +128,14 @@ def read_meta(folder: str | Path) -> CheckpointMeta:
     path = Path(folder) / "meta.json"
     if not path.is_file():
         raise ValueError(f"{folder} is not a checkpoint (no meta.json)")
+    data = read_json_dict(path)
+    for key, kind, name in (("complete", bool, "true or false"), ("step", int, "an integer"),
+                            ("total_steps", int, "an integer"), ("stage", str, "a string")):
+        value = data.get(key)  # JSON types exactly: "no" is not false, true is not 1
+        if key in data and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+            raise ValueError(f"{path}: {key} must be {name}, got {value!r}")
     try:
-        meta = from_dict(CheckpointMeta, read_json_dict(path))
+        meta = from_dict(CheckpointMeta, data)
     except ConfigError as err:
         raise ValueError(f"{path}: {err}".splitlines()[0]) from None
     if not meta.stage:
@@ -194,7 +209,9 @@ def load_optimizers(optimizers: list[torch.optim.Optimizer], folder: str | Path)
     """Restore optimiser state saved by ``save_checkpoint``."""
     path = Path(folder) / "optim.pt"
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=PICKLE_PROTOCOL_WARNING)
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise ValueError(f"{path}: refused: {describe_refused_pickle(err, path)}; nothing in it was executed") from None
     except Exception as err:  # noqa: BLE001 - a damaged pickle fails in many ways; one line is the contract

@@ -32,12 +32,16 @@ def truncate_metrics(path: Path, last_step: int) -> None:
     """Keep the logged lines up to ``last_step``, the step training restarts from (0: none).
 
     Lines past it were written after the checkpoint (they are logged again), and so is a
-    partial last line of a killed process."""
+    partial last line of a killed process. A step logged more than once keeps its last line, so
+    every step appears once, in increasing order."""
     if not path.exists():
         return
-    steps = [(line, _logged_step(line)) for line in path.read_text().splitlines()]
-    keep = [line for line, step in steps if step is not None and step <= last_step]
-    write_text_atomic(path, "".join(line + "\n" for line in keep))
+    keep: dict[int, str] = {}
+    for line in path.read_text().splitlines():
+        step = _logged_step(line)
+        if step is not None and step <= last_step:
+            keep[step] = line
+    write_text_atomic(path, "".join(keep[step] + "\n" for step in sorted(keep)))
 
 
 def _all_reduce_sum(value: torch.Tensor) -> torch.Tensor:

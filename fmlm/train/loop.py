@@ -38,8 +38,10 @@ from fmlm.losses.common import Batch, StageLoss
 from fmlm.train import checkpoint as ckpt
 from fmlm.train.distributed import DistInfo, barrier
 from fmlm.train.ema import EMA
+from fmlm.train.lock import FolderLock
 from fmlm.train.log_window import LogWindow, truncate_metrics
 from fmlm.train.optim import build_optimizers, lr_at, set_lr
+from fmlm.train.precision import autocast, uses_bf16
 from fmlm.train.schedule import TrainConfig, is_decoder_step, make_schedule, micro_generator, step_rows
 from fmlm.train.signals import StopSignals, TrainingInterrupted, agreed_signal, signal_name
 
@@ -48,13 +50,6 @@ def fetch_batch(rows, indices: torch.Tensor, device: torch.device) -> Batch:
     """Gather rows ``indices`` of a ``fmlm.data.LatentRows`` dataset onto ``device``."""
     ids, x0 = rows.batch(indices.numpy())
     return Batch(ids=ids.to(device), x0=x0.to(device))
-
-
-def _autocast(device: torch.device, precision: str):
-    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    if use_bf16:
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def _interrupted(signum: int, step: int, total: int, folder: Path) -> TrainingInterrupted:
@@ -83,8 +78,16 @@ def train(
     does not read, is refused before anything is written. SIGTERM / SIGINT during the
     loop save a checkpoint at the step being trained and raise ``TrainingInterrupted``
     (a ``SystemExit`` with status 128 + the signal number) after printing one line to stderr.
+    A folder another live process trains in is refused (``fmlm.train.lock``) before anything is read.
     """
-    run_dir = Path(run_dir)
+    with FolderLock(run_dir, dist_info.rank, "stage folder"):
+        return _train(model, loss_fn, rows, cfg, Path(run_dir), dist_info, stage=stage, stage_config=stage_config,
+                      data_info=data_info, progress=progress)
+
+
+def _train(model: nn.Module, loss_fn: StageLoss, rows, cfg: TrainConfig, run_dir: Path, dist_info: DistInfo, *,
+           stage: str, stage_config: dict[str, Any], data_info: dict[str, Any], progress: bool) -> Path:
+    """``train`` with the stage folder's lock held."""
     folder = run_dir / "checkpoint"
     metrics_path = run_dir / "metrics.jsonl"
     device = dist_info.device
@@ -116,6 +119,7 @@ def train(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
         )
     peak = cfg.optim.peak_lr(cfg.global_batch)
+    precision = "bf16" if uses_bf16(device, cfg.precision) else "fp32"  # what ran, logged with every record
     tokens_per_step = cfg.global_batch * int(rows.meta["row_len"])
 
     def elapsed() -> float:
@@ -148,7 +152,7 @@ def train(
                     last = a == sched.accumulation - 1
                     sync = contextlib.nullcontext() if (last or net is model) else net.no_sync()
                     with sync:
-                        with _autocast(device, cfg.precision):
+                        with autocast(device, cfg.precision):
                             out = loss_fn(net, batch, gen, decoder_step)
                         (out.loss / sched.accumulation).backward()
                     window.add({"loss": float(out.loss.detach()), **out.metrics})
@@ -170,7 +174,7 @@ def train(
                     record.update(
                         step=done, lr=lr, grad_norm=float(grad_norm), decoder_step=decoder_step,
                         tokens_per_s=tokens_per_step * window.timed / max(now - window.started, 1e-9),
-                        elapsed_s=elapsed(),
+                        elapsed_s=elapsed(), precision=precision,
                     )
                     if dist_info.is_main:
                         with metrics_path.open("a") as f:

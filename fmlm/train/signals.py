@@ -11,12 +11,11 @@ through exits with that status and no traceback.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from types import FrameType
-
-import torch
-import torch.distributed as dist
+from typing import Iterator
 
 STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)
 """The signals that stop training cleanly."""
@@ -67,9 +66,50 @@ def signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-def agreed_signal(received: int | None, device: torch.device) -> int:
+class Stopped(SystemExit):
+    """A command other than training stopped by signal ``signum``; exit status 128 + ``signum``."""
+
+    def __init__(self, signum: int, what: str) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+        self.message = (f"stopped by {signal_name(signum)} during {what}; its temporary files were removed; "
+                        "run the same command again")
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@contextlib.contextmanager
+def stops_raise(what: str) -> Iterator[None]:
+    """While active, the first of ``STOP_SIGNALS`` raises ``Stopped`` where the main thread is, so the
+    ``finally`` and ``except BaseException`` blocks on the way out remove half-written temporary folders
+    (a default SIGTERM ends the process with no cleanup and no message); later signals are ignored so the
+    cleanup runs to its end. Training's ``StopSignals`` replaces these handlers while it runs. Outside
+    the main thread it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    raised: list[int] = []
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if not raised:
+            raised.append(signum)
+            raise Stopped(signum, what)
+
+    previous = {s: signal.signal(s, handle) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
+def agreed_signal(received: int | None, device) -> int:
     """The stop signal all processes act on this step: the largest signal number any of them
     received, 0 when none did. One scalar all-reduce under a process group; else ``received``."""
+    import torch
+    import torch.distributed as dist
+
     local = received or 0
     if not dist.is_initialized():
         return local

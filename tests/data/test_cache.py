@@ -170,3 +170,21 @@ def test_config_checks_and_round_trip():
         from_dict(DataConfig, {"cache_dtype": "int8"})
     cfg = from_dict(DataConfig, json.loads(json.dumps({"source": "kjv", "row_len": 128})))
     assert cfg == DataConfig(source="kjv", row_len=128)
+
+
+@pytest.mark.parametrize("name", ["ids_train.npy", "ids_val.npy", "latents_train.npy", "latents_val.npy"])
+def test_a_cut_cache_file_is_named_when_the_folder_is_opened(tiny_corpus, tiny_gpt2, tmp_path, name):
+    cfg = DataConfig(source=str(tiny_corpus), encoder=str(tiny_gpt2), row_len=12, val_fraction=0.3)
+    folder = prepare(cfg, tmp_path / "cache")
+    path = folder / name
+    data = path.read_bytes()
+    for damaged in (data[: len(data) // 2], data + b"\0" * 8):
+        path.write_bytes(damaged)
+        for opening in (lambda: prepare(cfg, tmp_path / "cache"), lambda: LatentRows(folder, "train")):
+            with pytest.raises(ValueError) as err:
+                opening()
+            message = str(err.value)
+            assert message.startswith(f"{path}: ") and "cut or damaged" in message and "\n" not in message
+    path.unlink()
+    with pytest.raises(ValueError, match="missing from the prepared folder"):
+        TokenRows(folder, "val")

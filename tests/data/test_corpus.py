@@ -121,3 +121,19 @@ def test_hf_source_through_datasets(monkeypatch, tiny_gpt2, tmp_path):
     assert "\n" not in str(err.value)
     folder = prepare(DataConfig(source="hf:some/owt", encoder=str(tiny_gpt2), row_len=12), tmp_path / "cache")
     assert load_meta(folder)["documents"] == len(TINY_TEXTS)
+
+
+def test_binary_files_are_refused_naming_the_file(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "binary"
+    folder.mkdir()
+    (folder / "a.txt").write_text("An ordinary sentence.\twith a tab\r\nand a form feed \f page.\n")
+    (folder / "b.txt").write_bytes(bytes(rng.integers(0, 128, size=4096, dtype=np.uint8)))  # 7-bit: decodes as UTF-8
+    with pytest.raises(ValueError, match=re.escape(f"source: {folder / 'b.txt'} is not a text file")) as err:
+        load_documents(str(folder / "*.txt"))
+    assert "\n" not in str(err.value)
+    (folder / "b.txt").write_bytes(b"\0" * 200_000)
+    with pytest.raises(ValueError, match=r"b\.txt is not a text file \(control character '\\x00' at character 0\)"):
+        load_documents(str(folder))
+    (folder / "b.txt").unlink()
+    assert load_documents(str(folder)) == ["An ordinary sentence.\twith a tab\nand a form feed \x0c page."]  # CR LF is read as a newline

@@ -77,7 +77,7 @@ def reference_nll(evaluator: Evaluator, seq: list[int], scored: list[int]) -> fl
 
 # --- a tiny GPT-2 that rewards repetition, and real varied text (the MAUVE / diversity tests) ---
 
-REAL_TEXTS_FILE = Path(__file__).resolve().parents[2] / "results" / "embedded" / "eval" / "reference_data_0.jsonl"
+REAL_TEXTS_FILE = Path(__file__).resolve().parents[2] / "reports" / "embedded" / "eval" / "reference_data_0.jsonl"
 """128 held-out Wikipedia passages of the committed embedded run (real, varied text)."""
 COPY_CONTEXT = 64
 COPY_EMBEDDING_SCALE = 10.0

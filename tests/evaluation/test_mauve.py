@@ -77,6 +77,8 @@ def test_features_do_not_depend_on_batching(copy_gpt2):
     one = text_features(copy_gpt2, texts, batch_size=1, max_tokens=COPY_CONTEXT)
     many = text_features(copy_gpt2, texts, batch_size=5, max_tokens=COPY_CONTEXT)
     assert one.shape == (len(texts), copy_gpt2.model.config.n_embd)
+    # the features are ln_f outputs (unit RMS per token, so ~1 whatever the CPU); batching only reorders a
+    # 2-layer, 32-wide net's fp32 sums, ~1e-6 of that scale at most: 1e-5 holds, a padding leak is O(1)
     np.testing.assert_allclose(one, many, atol=1e-5)
 
 
@@ -89,6 +91,7 @@ def test_features_are_the_mean_last_hidden_state_over_the_text(copy_gpt2):
         alone = copy_gpt2.model(input_ids=torch.tensor([[copy_gpt2.start_id]]),
                                 output_hidden_states=True).hidden_states[-1][0]
     got = text_features(copy_gpt2, [text, ""], batch_size=2, max_tokens=COPY_CONTEXT)
+    # atol: unit-RMS ln_f features, the same net unpadded and padded (see test_features_do_not_depend_on_batching)
     np.testing.assert_allclose(got[0], hidden[1:].double().mean(0).numpy(), atol=1e-5)  # the start token left out
     np.testing.assert_allclose(got[1], alone[0].numpy(), atol=1e-5)  # an empty text: the start token's state
 
@@ -136,5 +139,6 @@ def test_the_scoring_pass_gives_the_same_features_as_a_separate_pass(tiny_evalua
     texts = ["the river bank every morning", "", "a stitch in time saves nine " * 6, "rain fell"]
     fused = evaluate_texts(tiny_evaluator, texts, batch_size=3, max_tokens=24, progress=False, features=True).features
     alone = text_features(tiny_evaluator, texts, batch_size=2, max_tokens=24)
+    # unit-RMS final-norm features of a tiny net, batched differently: fp32 reordering ~1e-6 of them at most
     assert fused.shape == alone.shape and np.allclose(fused, alone, atol=1e-5)
     assert evaluate_texts(tiny_evaluator, texts, batch_size=3, max_tokens=24, progress=False).features is None

@@ -64,6 +64,8 @@ def test_batch_size_does_not_change_results(tiny_evaluator):
             for b in (1, 3, 7)]
     for other in runs[1:]:
         assert other.n_tokens == runs[0].n_tokens
+        # sums of positive per-token NLLs (no cancellation): batching moves each by fp32 reordering of the
+        # tiny net's logits (~1e-6 of them), so a relative 1e-4 holds on any CPU; a lost token is ~1e-1
         assert other.nll_sums == pytest.approx(runs[0].nll_sums, rel=1e-4)
         assert other.gen_ppl == pytest.approx(runs[0].gen_ppl, rel=1e-4)
 

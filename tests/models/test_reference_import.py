@@ -117,6 +117,18 @@ def test_a_crafted_pickle_is_refused_and_never_runs(tmp_path, writer):
     assert not marker.exists() and not (tmp_path / "out").exists()
 
 
+def test_a_refused_pickle_prints_no_torch_warning(tmp_path):
+    import warnings
+
+    path = tmp_path / "fmlm_star.ckpt"
+    path.write_bytes(pickle.dumps({"state_dict": {}, "ema": WritesMarker(tmp_path / "marker")}, protocol=4))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError, match="refused"):
+            load_reference_file(path)
+    assert [str(w.message) for w in caught] == []
+
+
 def test_not_a_checkpoint_is_one_line(tmp_path):
     (tmp_path / "fmlm_star.ckpt").write_bytes(b"\x00garbage" * 10)
     with pytest.raises(ValueError, match="not a readable PyTorch checkpoint|refused"):
@@ -204,3 +216,14 @@ def test_hub_ids_need_the_hub(monkeypatch, tmp_path, fmlm_star):
     assert calls[0][0] == "someone/fmlm-star" and "model.safetensors" in calls[0][1]
     with pytest.raises(ValueError, match="not a model folder"):
         load_model(str(tmp_path / "missing"))
+
+
+def test_a_loaded_model_folder_generates_texts_in_one_line(tmp_path, fmlm_star):
+    out = tmp_path / "fmlm-star"
+    assert main(["import", str(fmlm_star), "--out", str(out), "--cache-dir", str(tmp_path / "cache")]) == 0
+    model = load_model(out)
+    texts = model.generate(n=3, steps=1, length=6)
+    assert len(texts) == 3 and all(isinstance(t, str) for t in texts)
+    assert model.generate(n=2, steps=1, length=6) == texts[:2]  # sample i does not depend on n
+    with pytest.raises(ValueError, match="generate\\(seed="):
+        model.generate(n=1, steps=1, overrides=["seed=3"])

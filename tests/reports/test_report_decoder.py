@@ -19,11 +19,14 @@ def decoded(model: str, accuracy, gen_ppl: float, entropy: float) -> dict:
 
 
 def test_table_lists_the_reference_then_each_decoder(tmp_path):
-    recs = full_records() + [decoded("teacher", 0.6094, 521.14, 3.679), decoded("flow-map", 0.635, 487.7, 3.685)]
+    noised = {**decoded("flow-map", 0.635, 487.7, 3.685), "token_accuracy_t0.9": 0.5121, "token_accuracy_t0.7": 0.2006}
+    recs = full_records() + [decoded("teacher", 0.6094, 521.14, 3.679), noised]
     run = write_run(tmp_path / "run", recs)
     rows = markdown_rows(decoder_table(load_results(run)))
     assert [r["decoder"] for r in rows] == ["held-out real text (no decoder)", "ELF", "FMLM*"]
     assert [r["token accuracy"] for r in rows] == ["-", "0.609", "0.635"]
+    assert [r["token acc t = 0.9"] for r in rows] == ["-", "-", "0.512"]  # ELF's record predates the field
+    assert [r["token acc t = 0.7"] for r in rows] == ["-", "-", "0.201"]
     assert [r["gen PPL"] for r in rows] == ["20.00", "521.14", "487.70"]
     report = build_report(run).read_text()
     assert "decoder_table.md" in report and "521.14" in report

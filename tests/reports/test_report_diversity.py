@@ -19,7 +19,7 @@ from fmlm.reports.tables import diversity_table
 from tests.reports.fake_run import full_records, markdown_rows, record, with_distribution, write_run
 
 ROOT = Path(__file__).resolve().parents[2]
-EMBEDDED = ROOT / "results" / "embedded"
+EMBEDDED = ROOT / "reports" / "embedded"
 
 
 def _summary(tmp_path, records):

@@ -16,6 +16,7 @@ from fmlm.nn import Denoiser, denoiser_config
 from fmlm.nn.denoiser import compile_denoiser
 from fmlm.samplers import NoiseStreams, SamplerConfig, batch_sampler, generate
 from tests.oracle import OracleNet, gaussian
+from tests.tolerance import assert_close_to_scale
 
 FLOW = FlowConfig()
 
@@ -111,5 +112,8 @@ def test_a_compiled_network_samples_like_the_eager_one(setting):
     cfg = SamplerConfig(flow=FLOW, batch_size=3, seed=1, **setting)
     eager = generate(model, batch_sampler(cfg), cfg, 3, 10, progress=False)
     fast = generate(compiled, batch_sampler(cfg), cfg, 3, 10, progress=False)
-    torch.testing.assert_close(fast.latents, eager.latents, rtol=1e-5, atol=1e-5)
+    # aot_eager runs the eager kernels (bitwise equal on an AVX2 EPYC); a decomposition that reorders an fp32
+    # sum of <= ~100 terms moves a call's output by <= ~6e-6 of its scale, so 1e-4 of the scale covers the
+    # few calls of a sampling run, while a wrong path (an argument lost in tracing) is O(1) of it
+    assert_close_to_scale(fast.latents, eager.latents, 1e-4)
     assert fast.nfe == eager.nfe

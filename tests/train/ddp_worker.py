@@ -7,6 +7,7 @@ folder given as the first argument.
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
@@ -23,8 +24,14 @@ GLOBAL_BATCH = 8
 
 
 def make_model():
+    """float64: the two processes and the one process sum each gradient over rows in different orders
+    (tests/tolerance.py); in float64 that costs ~1e-16 of the terms, not ~1e-7."""
     torch.manual_seed(0)
-    return Denoiser(denoiser_config("tiny", latent_dim=8, vocab_size=20, max_len=8))
+    return Denoiser(denoiser_config("tiny", latent_dim=8, vocab_size=20, max_len=8)).double()
+
+
+def make_rows() -> MemoryRows:
+    return MemoryRows(n=32, length=8, dim=8, vocab=20, dtype=np.float64)
 
 
 def train_config(micro_batch: int) -> TrainConfig:
@@ -36,7 +43,7 @@ def train_config(micro_batch: int) -> TrainConfig:
 
 def main(out: Path) -> None:
     info = init_distributed("cpu")
-    rows = MemoryRows(n=32, length=8, dim=8, vocab=20)
+    rows = make_rows()
     loss = TeacherLoss(TeacherConfig(), FlowConfig())
     # 1. One DDP backward on this rank's half of step 0.
     model = make_model()

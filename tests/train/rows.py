@@ -5,9 +5,9 @@ import torch
 
 
 class MemoryRows:
-    def __init__(self, n: int, length: int, dim: int, vocab: int, seed: int = 0):
+    def __init__(self, n: int, length: int, dim: int, vocab: int, seed: int = 0, dtype=np.float32):
         rng = np.random.default_rng(seed)
-        codebook = rng.standard_normal((vocab, dim)).astype(np.float32)
+        codebook = rng.standard_normal((vocab, dim)).astype(dtype)
         self.ids = rng.integers(0, vocab, size=(n, length)).astype(np.int32)
         self.x0 = codebook[self.ids]
         self.meta = {"dim": dim, "vocab_size": vocab, "row_len": length}

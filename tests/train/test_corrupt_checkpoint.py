@@ -8,7 +8,7 @@ import torch
 
 from fmlm.cli import main
 from fmlm.train import checkpoint as ckpt
-from tests.test_stages import save, teacher_model
+from tests.experiment.test_stages import save, teacher_model
 
 
 class _WritesMarker:
@@ -70,3 +70,24 @@ def test_sampling_a_damaged_checkpoint_is_one_line(tmp_path, capsys):
                  "--out", str(tmp_path / "s.jsonl")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and "ema.safetensors: not a readable safetensors file" in err
+
+
+@pytest.mark.parametrize("key,value", [("complete", "no"), ("complete", 0), ("complete", None), ("step", "5"),
+                                       ("step", True), ("total_steps", 5.0), ("stage", 3)])
+def test_a_mistyped_meta_json_value_names_the_file_and_key(folder, key, value):
+    import json
+
+    path = folder / "meta.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), key: value}))
+    message = _one_line(lambda: ckpt.read_meta(folder))
+    assert message.startswith(f"{path}: {key} must be ") and repr(value) in message
+
+
+def test_a_refused_pickle_prints_no_torch_warning(folder, tmp_path):
+    import warnings
+
+    (folder / "optim.pt").write_bytes(pickle.dumps({"optimizers": [_WritesMarker(tmp_path / "marker")]}, protocol=4))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _one_line(lambda: ckpt.load_optimizers([], folder))
+    assert [str(w.message) for w in caught] == []

@@ -195,3 +195,24 @@ def test_under_two_processes_a_signal_to_one_stops_both_at_the_same_step(tmp_pat
     step = int(found.group(2))
     assert ckpt.read_meta(run_dir / "checkpoint").step == step
     assert [r["step"] for r in _metrics(run_dir)] == list(range(2, step + 1, 2))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_prepare_removes_its_temporary_folder_and_says_so(tmp_path, monkeypatch, capsys, signum):
+    import fmlm.data.cache
+    from fmlm.cli import main
+
+    def build(cfg, folder, encoder, device):
+        (folder / "ids_train.npy").write_bytes(b"\0" * 1024)  # half-written work
+        os.kill(os.getpid(), signum)
+        time.sleep(5)  # the handler raises here, at once
+        raise AssertionError("not stopped")
+
+    monkeypatch.setattr(fmlm.data.cache, "_build", build)
+    cache = tmp_path / "cache"
+    assert main(["prepare", "--run", str(tmp_path / "run"), f"cache_dir={cache}"]) == 128 + signum
+    err = capsys.readouterr().err
+    assert err == (f"error: stopped by {signal.Signals(signum).name} during prepare; its temporary files were "
+                   "removed; run the same command again\n")
+    assert list(cache.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are put back

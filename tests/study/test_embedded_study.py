@@ -8,7 +8,7 @@ import json
 import pytest
 
 from fmlm.config import ConfigError, apply_overrides
-from fmlm.experiment.study import run_study
+from fmlm.study.embedded import run_study
 from fmlm.reports.study import study_table, write_study_table
 from tests.pipeline.conftest import tiny_paper_config
 

@@ -94,7 +94,7 @@ def run_trial(cfg: ExperimentConfig, trial_dir: Path, device: str, progress: boo
             model = ckpt.load_denoiser(folders["teacher"], which, info.device)
             for seed in e.validation_seeds:
                 measure_model(scoring, name, model, teacher_setting(cfg, seed), e.n_samples)
-            measure_reconstruction(scoring, name, model, val, e.samples_for(rf.DECODE_SWEEP))
+            measure_reconstruction(scoring, name, model, val, e.samples_for(rf.DECODE_SWEEP), lam=cfg.flow.lam)
 
 
 def trial_score(trial_dir: Path, cfg: ExperimentConfig) -> tuple[float, str]:

@@ -1,4 +1,4 @@
-"""What every screen of the decoder head's argmax shares (``fmlm.nn.head_argmax.screened_argmax``).
+"""What every screen of the decoder head's argmax shares (``fmlm.nn.cpu.head_argmax.screened_argmax``).
 
 A screen splits the vocabulary into blocks of ``SCREEN_BLOCK`` consecutive ids and, for each token row r
 and block j, computes cheaply two numbers that bracket the block's largest real logit:
@@ -6,9 +6,8 @@ and block j, computes cheaply two numbers that bracket the block's largest real 
     lower[r, j] <= max over v in block j of (x_r . w_v + b_v) <= upper[r, j]
 
 (real: the exact value of the fp32 inputs' dot product). The argmax can then only lie in a block whose
-``upper`` reaches the row's largest ``lower``; only those blocks are scored in fp32. Two screens:
-``fmlm.nn.screen_int8`` (integer products, exact, on CPUs with VNNI) and ``fmlm.nn.screen_bf16`` (bf16
-products accumulated in fp32, on CPUs with AMX or AVX512-BF16). The bounds are float64: their own
+``upper`` reaches the row's largest ``lower``; only those blocks are scored in fp32. One screen so far:
+``fmlm.nn.cpu.screen_int8`` (integer products, exact, on CPUs with VNNI). The bounds are float64: their own
 arithmetic rounds by about 2^-52 of the logits' scale, far inside the (d + 2) 2^-24 of it by which
 ``screened_argmax`` widens them for the fp32 candidates' rounding.
 """

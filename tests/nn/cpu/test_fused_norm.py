@@ -1,4 +1,5 @@
-"""The written-out backward of RMSNorm and RMSNorm-then-rotary, and the attention kernel choice."""
+"""The written-out backward of RMSNorm and RMSNorm-then-rotary, and the attention kernel choice (with the
+fast paths on: ``FMLM_CPU_KERNELS=off`` routes around both, tests/nn/cpu/test_switch.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fmlm.nn import layers
-from fmlm.nn.fused_norm import RMS_EPS, normed_rotary, rms_norm
-from fmlm.nn.layers import EXPLICIT_ATTENTION_MAX_TOKENS, attend
+from fmlm.nn.cpu import attention, switch
+from fmlm.nn.cpu.attention import EXPLICIT_ATTENTION_MAX_TOKENS, attend
+from fmlm.nn.cpu.fused_norm import RMS_EPS, normed_rotary, rms_norm
 from fmlm.nn.rotary import apply_rotary, rotary_tables
+from tests.tolerance import UNIT_ROUNDOFF_BF16, assert_close_to_scale
+
+
+@pytest.fixture(autouse=True)
+def _fast_paths_on():
+    """These tests are about the fast paths: on whatever ``FMLM_CPU_KERNELS`` says."""
+    with switch.set_mode("on"):
+        yield
 
 
 def composite_rms(x, weight, eps=RMS_EPS):
@@ -48,14 +57,17 @@ def test_values_and_gradients_match_the_composite_formula_in_float32(rotary):
     fused = normed_rotary(x, w, cos, sin) if rotary else rms_norm(x, w)
     oracle = apply_rotary(composite_rms(x, w), cos, sin) if rotary else composite_rms(x, w)
     assert fused.dtype == torch.float32
-    torch.testing.assert_close(fused, oracle, rtol=1e-5, atol=1e-6)
+    # both sum 16 squares and scale them, in orders that differ: a few fp32 roundings (2^-24) of the scale
+    assert_close_to_scale(fused, oracle, 1e-5)
     with torch.no_grad():  # without autograd the same forward runs outside the function
         plain = normed_rotary(x, w, cos, sin) if rotary else rms_norm(x, w)
     assert plain.grad_fn is None and torch.equal(plain, fused.detach())
     got = torch.autograd.grad(fused, (x, w), grad)
     want = torch.autograd.grad(oracle, (x, w), grad)
+    # dL/dg sums 56 rows' products (and dL/dx cancels a mean) in different orders: at most ~56 roundings of
+    # the terms, ~1e-5 of the scale; elementwise rtol would fail on entries that cancel (tests/tolerance.py)
     for g, o in zip(got, want):
-        torch.testing.assert_close(g, o, rtol=1e-4, atol=1e-5)
+        assert_close_to_scale(g, o, 1e-4)
 
 
 @pytest.mark.parametrize("rotary", [False, True])
@@ -69,7 +81,9 @@ def test_bf16_inputs_are_computed_in_float32_and_returned_in_bf16(rotary):
     ref = composite_rms(x.detach().float(), w.detach())
     ref = apply_rotary(ref, cos, sin) if rotary else ref
     assert out.dtype == torch.bfloat16
-    torch.testing.assert_close(out.float(), ref, rtol=1e-2, atol=1e-2)  # one bf16 rounding of the output
+    # the same fp32 values but for one bf16 rounding of the output (<= 2^-8 of each value), and 2^-20 for
+    # the fp32 arithmetic's ~16 roundings of 2^-24; no absolute term: a zero stays zero
+    assert bool(((out.float() - ref).abs() <= (UNIT_ROUNDOFF_BF16 + 2**-20) * ref.abs()).all())
     out.float().sum().backward()
     assert x.grad.dtype == torch.bfloat16 and w.grad.dtype == torch.float32
 
@@ -90,7 +104,7 @@ def test_a_zero_row_stays_finite_and_a_frozen_weight_gets_no_gradient():
 def test_attention_uses_the_fused_kernel_except_for_short_bf16_rows_with_gradients(monkeypatch):
     calls = []
     sdpa = F.scaled_dot_product_attention
-    monkeypatch.setattr(layers.F, "scaled_dot_product_attention", lambda *a: calls.append(1) or sdpa(*a))
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention", lambda *a: calls.append(1) or sdpa(*a))
     q, k, v = torch.randn(3, 2, 4, 6, 8, requires_grad=True).unbind(0)
     assert torch.equal(attend(q, k, v), sdpa(q, k, v))  # fp32
     short = torch.randn(3, 1, 1, 6, 8, dtype=torch.bfloat16, requires_grad=True).unbind(0)
@@ -105,7 +119,7 @@ def test_attention_uses_the_fused_kernel_except_for_short_bf16_rows_with_gradien
 
 
 def test_short_bf16_attention_on_a_cpu_matches_the_float32_kernel(monkeypatch):
-    monkeypatch.setattr(layers.F, "scaled_dot_product_attention", None)  # must not be called
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention", None)  # must not be called
     torch.manual_seed(3)
     q32, k32, v32 = (2 * torch.randn(3, 2, 4, EXPLICIT_ATTENTION_MAX_TOKENS, 16)).unbind(0)
     q, k, v = (t.bfloat16().requires_grad_() for t in (q32, k32, v32))
@@ -113,6 +127,10 @@ def test_short_bf16_attention_on_a_cpu_matches_the_float32_kernel(monkeypatch):
         out = attend(q, k, v)
     assert out.dtype == torch.bfloat16
     probs = torch.softmax(q.detach().float() @ k.detach().float().transpose(-1, -2) / 4.0, dim=-1)  # 1/sqrt(16)
-    torch.testing.assert_close(out.float(), probs @ v.detach().float(), rtol=2e-2, atol=2e-2)
+    ref = probs @ v.detach().float()
+    # two bf16 roundings (<= 2^-8 each): the probabilities, which moves the output by <= 2^-8 sum_j p_j |v_j|,
+    # and the output itself; 2^-12 more covers their product and the fp32 scores and sums (160 terms, ~1e-5)
+    bound = (UNIT_ROUNDOFF_BF16 + 2**-12) * (probs @ v.detach().float().abs() + ref.abs())
+    assert bool(((out.float() - ref).abs() <= bound).all())
     out.float().sum().backward()
     assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in (q, k, v))

@@ -39,7 +39,7 @@ from typing import Any
 
 from fmlm.experiment.run_folder import (EVAL_DIR, EXPERIMENT_FILE, MODEL_LABELS, RESULTS_FILE, check_writable_run_dir,
                                         record_id)
-from fmlm.experiment.shards import check_count
+from fmlm.reproduce.shards import check_count
 
 PRESET = "released"
 ROLES = {"flow-map": "--flow-map", "teacher": "--teacher", "fixed-point": "--fixed-point"}

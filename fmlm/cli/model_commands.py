@@ -1,5 +1,4 @@
-"""The commands of ``fmlm.cli`` that work on model folders and samples files: ``import``, ``export``,
-``sample --model`` and ``evaluate`` (the parser and the run commands are in ``fmlm.cli``)."""
+"""The commands that work on model folders and samples files: ``import``, ``export`` and ``evaluate``."""
 
 from __future__ import annotations
 
@@ -7,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from fmlm.cli.options import experiment_config
 from fmlm.files import read_jsonl, write_json_atomic
 
 
@@ -25,26 +25,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sample_model(args: argparse.Namespace) -> int:
-    """``sample --model DIR``: the folder's stored sampler setting for ``--steps``, then the overrides."""
-    from fmlm.models import load_model, sample_texts
-    from fmlm.models.sample import check_output_file, write_samples
-    from fmlm.train.distributed import resolve_device
-
-    out = args.out or Path(args.model).expanduser().resolve().parent / "samples" / f"{Path(args.model).name}.jsonl"
-    check_output_file(out)
-    device = resolve_device(args.device)
-    pretrained = load_model(args.model, device=str(device))
-    sampler = pretrained.sampler(args.steps, args.overrides)
-    samples, texts = sample_texts(pretrained, sampler, args.n, length=args.length, device=device)
-    write_samples(out, samples.indices, texts, samples.nfe)
-    for text in texts[: args.show]:
-        print(f"- {text[:500]}")
-    print(f"{args.n} samples of {args.length or pretrained.info.architecture.max_len} tokens, {samples.nfe} network "
-          f"evaluations each, {samples.wall_s:.1f} s ({samples.wall_s / args.n:.2f} s per sample) -> {out}")
-    return 0
-
-
 def read_sample_texts(path: Path) -> list[str]:
     """The ``text`` of every line of a samples file (one-line errors naming the file)."""
     if not path.is_file():
@@ -59,12 +39,13 @@ def read_sample_texts(path: Path) -> list[str]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from fmlm.cli import experiment_config
     from fmlm.evaluation.evaluator import load_evaluator
     from fmlm.evaluation.metrics import evaluate_texts
     from fmlm.files import write_jsonl_atomic
     from fmlm.train.distributed import resolve_device
 
+    if isinstance(args.max_length, bool) or args.max_length < 2:  # checked before the evaluator loads
+        raise ValueError(f"--max-length: must be >= 2 (one context token and one scored), got {args.max_length}")
     cfg = experiment_config(args)
     texts = read_sample_texts(args.samples)
     evaluator = load_evaluator(args.evaluator or cfg.evaluation.evaluator, cache_dir=Path(cfg.cache_dir),

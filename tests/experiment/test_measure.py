@@ -49,7 +49,7 @@ class Texts:
         return [" ".join(str(int(i)) for i in row) for row in ids]
 
 
-def run(monkeypatch, tmp_path, shift: int):
+def run(monkeypatch, tmp_path, shift: int, lam: float = 1.0):
     written = {}
 
     def fake_write(scoring, record, texts, extra=None, against="reference"):
@@ -58,7 +58,7 @@ def run(monkeypatch, tmp_path, shift: int):
 
     monkeypatch.setattr(measure, "_write", fake_write)
     scoring = Scoring(tmp_path, None, Texts(), 4, score_batch=3, max_tokens=8, device=torch.device("cpu"))
-    measure_reconstruction(scoring, "teacher", ReadOut(shift), OneHotRows(10), n_samples=4)
+    measure_reconstruction(scoring, "teacher", ReadOut(shift), OneHotRows(10), n_samples=4, lam=lam)
     return written
 
 
@@ -77,6 +77,16 @@ def test_perfect_decoder_reproduces_the_reference_rows(monkeypatch, tmp_path):
 def test_accuracy_counts_wrong_tokens(monkeypatch, tmp_path):
     out = run(monkeypatch, tmp_path, shift=1)  # position 0 of every row decoded wrong: 1 of 4 tokens
     assert out["record"]["token_accuracy"] == 0.75
+
+
+def test_accuracy_on_noised_latents(monkeypatch, tmp_path):
+    # one-hot latents decoded by their argmax: with lam = 0 the noised latent t x0 keeps the argmax, so every
+    # level is exact; with a huge lam the noise decides the argmax and the accuracy drops to about chance (1/5)
+    exact = run(monkeypatch, tmp_path, shift=0, lam=0.0)["record"]
+    assert [exact[f"token_accuracy_t{t}"] for t in (0.9, 0.7)] == [1.0, 1.0]
+    noisy = run(monkeypatch, tmp_path, shift=0, lam=1e6)["record"]
+    assert noisy["token_accuracy"] == 1.0
+    assert noisy["token_accuracy_t0.9"] < 0.75 and noisy["token_accuracy_t0.7"] < 0.75  # 16 tokens; chance 0.2
 
 
 # --- the distribution metrics in every record: which held-out texts each set is compared with ---
@@ -126,7 +136,7 @@ def test_every_record_carries_the_distribution_metrics(monkeypatch, tmp_path):
     hold = _holdout_rows(OneHotRows(10), 4).tolist()
     assert scoring.holdout.texts == tuple(texts[i] for i in hold)
     measure_reference(scoring, OneHotRows(10), n_samples=4)
-    measure_reconstruction(scoring, "teacher", ReadOut(0), OneHotRows(10), n_samples=4)
+    measure_reconstruction(scoring, "teacher", ReadOut(0), OneHotRows(10), n_samples=4, lam=1.0)
     measure._write(scoring, {"id": "model_s0"}, ["a b", "c d"])  # a model's samples
     recs = _records(tmp_path)
     for rid in ("reference_data_0", "teacher_decode_0_s0", "model_s0"):
@@ -140,7 +150,7 @@ def test_every_record_carries_the_distribution_metrics(monkeypatch, tmp_path):
 def test_a_set_is_never_compared_with_its_own_rows(monkeypatch, tmp_path):
     seen: list = []
     scoring = with_references(fake_scoring(monkeypatch, tmp_path, seen), OneHotRows(10), n_samples=4)
-    measure_reconstruction(scoring, "teacher", ReadOut(0), OneHotRows(10), n_samples=10)  # every row, so no slice left
+    measure_reconstruction(scoring, "teacher", ReadOut(0), OneHotRows(10), n_samples=10, lam=1.0)  # every row, so no slice left
     rec = _records(tmp_path)["teacher_decode_0_s0"]
     assert seen[0]["reference"] is None and rec["mauve"] is None and rec["mauve_note"] == NO_HOLDOUT_NOTE
 

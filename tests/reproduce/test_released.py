@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from fmlm.models import import_checkpoint, load_model
-from fmlm.experiment import released as rel
-from fmlm.experiment import shards
+from fmlm.reproduce import released as rel
+from fmlm.reproduce import shards
 from tests.models.reference_layout import lightning_checkpoint, reference_state
 
 pytest.importorskip("fmlm.data.gpt2")

@@ -1,4 +1,4 @@
-"""The int8 screen of the decoder head's argmax (``fmlm.nn.head_screen``): exact integer products of
+"""The int8 screen of the decoder head's argmax (``fmlm.nn.cpu.head_screen``): exact integer products of
 quantised features and weights, on CPUs whose VNNI instructions make them the cheapest GEMM there is.
 
 Quantisation. Each token row x (d features) gets a scale sigma_x = max_i |x_i| / 127 and integers
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fmlm.nn.head_screen import BOUND_SLACK, SCREEN_BLOCK, HeadScreen, block_columns, block_max, row_chunks
+from fmlm.nn.cpu.head_screen import BOUND_SLACK, SCREEN_BLOCK, HeadScreen, block_columns, block_max, row_chunks
 
 INT8_LEVELS = 127  # symmetric range [-127, 127]
 MAX_EXACT_WIDTH = (2**31 - 1) // INT8_LEVELS**2
@@ -65,6 +65,11 @@ def int_mm_is_exact() -> bool:
         return all(torch.equal(torch._int_mm(a, b.t()).long(), a.long() @ b.long().t()) for a, b in cases)
     except RuntimeError:  # no integer GEMM on this build
         return False
+
+
+def int8_screen_runs(device: torch.device | str) -> bool:
+    """True on a CPU whose ``torch._int_mm`` is exact: the screen's ids are right there, fast or not."""
+    return torch.device(device).type == "cpu" and int_mm_is_exact()
 
 
 def int8_screen_pays(device: torch.device | str) -> bool:
@@ -139,4 +144,4 @@ class Int8Screen(HeadScreen):
         return base + self.bias_max + bound, base + self.bias_min - bound
 
 
-__all__ = ["Int8Screen", "int8_screen_pays", "int_mm_is_exact"]
+__all__ = ["Int8Screen", "int8_screen_pays", "int8_screen_runs", "int_mm_is_exact"]

@@ -10,7 +10,9 @@ gu = rot^T(dL/dy) = dL/dy C + swap(dL/dy S), as swap is its own inverse):
     dL/dx = r (gu g - xhat mean(gu g xhat))
     dL/dg = sum over rows of gu xhat
 Autograd through the composite formula saves more tensors and runs more kernels backward (the
-backward of x^2 alone is a kernel of its own); these functions save ``xhat`` and ``r`` only. In the
+backward of x^2 alone is a kernel of its own); these functions save ``xhat`` and ``r`` only. With
+``FMLM_CPU_KERNELS=off`` (``fmlm.nn.cpu.switch``), or without gradients, the same forward runs outside the
+functions and autograd differentiates the formula. In the
 embedded network's train step that is measured in benchmarks/results/kernels_cpu.md (the norms
 timed alone there are within the allocator's noise of the composite). The values are the composite
 formula's up to float rounding.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch.autograd import Function
 
+from fmlm.nn.cpu import switch
 from fmlm.nn.rotary import rotary_planes, rotate, swap_halves
 
 RMS_EPS = 1e-6  # keeps 1/rms finite on an all-zero token (e.g. the mode bank when off)
@@ -46,8 +49,9 @@ def normed_rotary(
 
 
 def _needs_grad(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether autograd will need a backward (else the forward runs without the function's bookkeeping)."""
-    return torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    """Whether the written-out backward is to run: autograd will need a backward and the switch is not off
+    (else the forward runs outside the function, and autograd, if on, goes through the formula)."""
+    return torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad) and switch.enabled()
 
 
 def _scaled(xhat: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,5 @@
-"""The decoder head's argmax, tiled and through the int8 and bf16 screens: the ids of the whole fp32 logits'
-argmax, ties and NaN included."""
+"""The decoder head's argmax, tiled and through the int8 screen: the ids of the whole fp32 logits' argmax,
+ties and NaN included."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fmlm.nn import screen_bf16, screen_int8
-from fmlm.nn.head_screen import block_max
-from fmlm.nn.head_argmax import linear_argmax, screen_for, screen_of, screened_argmax
-from fmlm.nn.screen_bf16 import Bf16Screen, bf16_screen_pays
-from fmlm.nn.screen_int8 import Int8Screen, int8_screen_pays, int_mm_is_exact
+from fmlm.nn.cpu import screen_int8
+from fmlm.nn.cpu.head_argmax import linear_argmax, screen_for, screen_of, screened_argmax
+from fmlm.nn.cpu.head_screen import block_max
+from fmlm.nn.cpu.screen_int8 import Int8Screen, int8_screen_pays, int_mm_is_exact
 
-SCREEN_NAMES = ["int8", "bf16"]
+SCREEN_NAMES = ["int8"]  # the screens of fmlm.nn.cpu.head_argmax.SCREENS
 
 
 @pytest.mark.parametrize("rows, cols", [(1, 1), (7, 5), (256, 2048), (3, None), (64, 10_000)])
@@ -97,8 +96,7 @@ def test_the_bounds_bracket_every_blocks_largest_real_logit(screen):
 
 @pytest.mark.parametrize("screen", SCREEN_NAMES)
 def test_the_screen_separates_logits_it_cannot_resolve(screen):
-    """Ids whose logits differ by 1e-5 relative (bf16 resolves 4e-3, int8 1e-2) are told apart by the fp32
-    rescoring."""
+    """Ids whose logits differ by 1e-5 relative (int8 resolves 1e-2) are told apart by the fp32 rescoring."""
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(64, 16, generator=gen)
     weight = torch.randn(400, 16, generator=gen) * 0.01
@@ -165,9 +163,8 @@ def test_the_int8_head_keeps_per_block_scales_and_remainders():
 
 def test_a_head_built_once_is_fresh_until_its_weights_change():
     weight, bias = torch.randn(10, 4), torch.randn(10)
-    head = Bf16Screen.of(weight, bias, block=4)
-    assert head.fresh(weight, bias, block=4) and not head.fresh(weight, bias) and head.weight.dtype == torch.bfloat16
-    assert head.weight.shape == (10, 32) and torch.equal(head.weight[:, 4], bias.bfloat16())  # [w, b, 0...]
+    head = Int8Screen.of(weight, bias, block=4)
+    assert head.fresh(weight, bias, block=4) and not head.fresh(weight, bias) and head.weight.dtype == torch.int8
     norms = weight.double().norm(dim=1)
     assert torch.allclose(head.weight_norms, torch.stack([norms[:4].max(), norms[4:8].max(), norms[8:].max()]))
     assert torch.allclose(head.bias_norms, torch.stack([bias[:4].abs().max(), bias[4:8].abs().max(),
@@ -176,26 +173,14 @@ def test_a_head_built_once_is_fresh_until_its_weights_change():
     assert not head.fresh(weight, bias, block=4)
     with pytest.raises(ValueError, match="head was built for blocks of 4 ids, not 256"):
         screened_argmax(torch.randn(2, 4), weight, bias, head=head)
-    with pytest.raises(ValueError, match=r"screen: expected one of \['bf16', 'int8'\], got 'fp8'"):
-        screened_argmax(torch.randn(2, 4), weight, bias, screen="fp8")
+    with pytest.raises(ValueError, match=r"screen: expected one of \['int8'\], got 'bf16'"):
+        screened_argmax(torch.randn(2, 4), weight, bias, screen="bf16")  # removed: no CPU reached it
 
 
-@pytest.mark.parametrize("amx, avx512_bf16, pays", [(True, False, True), (False, True, True), (False, False, False)])
-def test_the_bf16_screen_pays_on_cpus_with_bf16_instructions(monkeypatch, amx, avx512_bf16, pays):
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
-    assert screen_bf16.BF16_CPU_PROBES == ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    assert bf16_screen_pays("cpu") is pays
-    assert bf16_screen_pays("cuda") is False  # a GPU's bf16 GEMM may reduce in bf16
-
-
-@pytest.mark.parametrize("vnni, exact, bf16, chosen", [(True, True, True, "int8"), (True, False, True, "bf16"),
-                                                       (False, True, True, "bf16"), (False, True, False, "none")])
-def test_the_screen_for_a_cpu(monkeypatch, vnni, exact, bf16, chosen):
+@pytest.mark.parametrize("vnni, exact, chosen", [(True, True, "int8"), (True, False, "none"), (False, True, "none")])
+def test_the_screen_for_a_cpu(monkeypatch, vnni, exact, chosen):
     monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: vnni)
     monkeypatch.setattr(screen_int8, "int_mm_is_exact", lambda: exact)
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: bf16)
     assert screen_for("cpu") == chosen
     assert screen_for("cuda") == "none" and int8_screen_pays("cuda") is False
 
