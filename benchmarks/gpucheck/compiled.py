@@ -1,6 +1,6 @@
 """Part 6, compile: ``torch.compile`` on and off for the teacher step at the small batch.
 
-Eager: the trainer's step as ``benchmarks/training.py`` times it (``step_fn``; the network's per-call
+Eager: the trainer's step as ``benchmarks/train_stages.py`` times it (``step_fn``; the network's per-call
 finite check on). Compiled: a copy of the network with the check off (its host sync would break the
 graph, as ``fmlm.nn.denoiser.compile_denoiser`` does for sampling) compiled in place
 (``nn.Module.compile``, so the optimisers and the EMA see the same parameter names), with torch's

@@ -32,6 +32,7 @@ SDPA_OPS = {
 """The operator each SDPA backend dispatches to, and the backend's name."""
 
 KERNEL_WORDS = ("flash", "fmha", "attention", "sdpa", "cudnn")  # CUDA kernel names of fused attention
+KERNEL_NAME_CHARS = 100  # a kernel's name is cut here (its template arguments run to thousands of characters)
 
 
 def run(check, rec: dict) -> None:
@@ -85,7 +86,8 @@ def sdpa_backend(model, z, t, kwargs: dict, device: torch.device, precision: str
             torch.cuda.synchronize(device)
         events = {e.key for e in prof.key_averages()}
         ops = sorted(k for k in events if "scaled_dot_product" in k or "attention" in k.lower())
-        kernels = sorted(k for k in events if k not in ops and any(w in k.lower() for w in KERNEL_WORDS))
+        kernels = sorted(k[:KERNEL_NAME_CHARS] for k in events
+                         if k not in ops and any(w in k.lower() for w in KERNEL_WORDS))
         backends = [SDPA_OPS[k] for k in SDPA_OPS if k in events]
         out[name] = {"backend": ", ".join(backends) or "no SDPA operator (explicit matrix products)",
                      "ops": ops, "kernels": kernels[:6]}

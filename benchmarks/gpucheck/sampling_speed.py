@@ -1,7 +1,7 @@
 """Part 3, sampling: FMLM* at the preset's flow-map steps (1, 2, 4) and the teacher's SDE (32 steps, warm
 self-conditioning) at ``sample_batch`` rows of the preset's length, random networks.
 
-The cases, closures and table are ``benchmarks/sampling.py``'s (``sampler_cases``, ``sample_fn``,
+The cases, closures and table are ``benchmarks/sample_cases.py``'s (``sampler_cases``, ``sample_fn``,
 ``cost_fns``, ``table_rows``), timed interleaved (``bench_common.interleaved``): samples/s, the speed
 ratio against the teacher's row (its time over the row's) beside the ratio of network evaluations
 (the decoder pass counted as one) and the ratio the measured costs of one forward F and the decoder

@@ -2,18 +2,19 @@
 row length, each at a small batch and at the largest batch the README's memory derivation predicts for
 this device's memory; then a fixed batch whose loss must fall.
 
-A step is ``benchmarks/training.py``'s (``step_fn``: the stage's loss under the run's precision,
-backward, clipping, the optimisers, the EMA), on that script's stages (``build_stages``, random
+A step is ``benchmarks/train_stages.py``'s (``step_fn``: the stage's loss under the run's precision,
+backward, clipping, the optimisers, the EMA), on its stages (``build_stages``, random
 networks). Per case: the median step time of ``timed_steps`` after a warm-up, tokens/s, the model
-FLOPs of one step (``training.PassLog``, the architecture's formula) and the MFU against the
-device's dense bf16 peak (``training.peak_tflops``), and on CUDA the peak of
-``torch.cuda.max_memory_allocated`` over the case with only that stage's networks on the device.
+FLOPs of one step (``train_flops.PassLog``, the architecture's formula) and the MFU against the
+device's dense bf16 peak (``train_flops.peak_tflops``), and on CUDA the peak of
+``torch.cuda.max_memory_allocated`` over the case with only that stage's networks on the device (the
+others wait on the CPU).
 
 Prediction (``predictions``): the last paper run of ``benchmarks/results/training_cpu.json``, as the
 README reads it: per sample ``per_sample_bytes_derived`` (1024 tokens; for ELF* every row warm: the
 batch-1 peak alone, scaled by the same tokens ratio), plus ``fixed_bytes`` (weights, gradients,
 optimiser states, EMA, the frozen teacher), so the largest batch in M bytes is
-floor((M - fixed) / per_sample) (``training.derive_batch``) and its predicted peak fixed + batch x
+floor((M - fixed) / per_sample) (``train_memory.derive_batch``) and its predicted peak fixed + batch x
 per_sample. M is the device's total memory. A batch that does not fit is recorded, and the case is
 retried once at ``RETRY_FRACTION`` of it.
 
@@ -89,16 +90,19 @@ def run(check, rec: dict) -> None:
     peak = peak_tflops(argparse.Namespace(peak_tflops=check.peak_tflops), device)
     rec["settings"] = {"length": s.length, "precision": check.precision, "optimizer": optim.optimizer,
                        "device_memory_bytes": memory, "peak_bf16_tflops": peak, "prediction_source": str(RESULTS.name)}
+    rec["predictions"] = predicted
 
     def make_batch(b: int) -> Batch:
         gen = torch.Generator().manual_seed(b)
         return Batch(torch.randint(0, vocab, (b, s.length), generator=gen).to(device),
                      torch.randn(b, s.length, dim, generator=gen).to(device))
 
-    models = networks(s.preset, s.length, torch.device("cpu"), ("teacher", "teacher-nosc", "elf-star", "fmlm-star"),
-                      s.dims)
+    models = networks(s.preset, s.length, device, ("teacher", "teacher-nosc", "elf-star", "fmlm-star"), s.dims)
     stages = build_stages(exp, models, optim, s.small_batch, device)
     del models
+    for stage in stages:  # initialised on the device (fast), kept on the CPU until their stage is measured
+        _place(stage, torch.device("cpu"))
+    free_memory(device)
     rows = rec["cases"] = []
     for name, index in STAGES.items():
         stage = stages[index]
