@@ -20,8 +20,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun, rank 0 measures and reports
     if cfg.training_seeds:  # several training seeds: the seeds' report with intervals over them
-        from fmlm.reports.exact import build_exact_report
+        from fmlm.reports import build_report
+        from fmlm.reports.exact import build_exact_report, seed_folders
 
+        for folder in seed_folders(run_dir).values():  # each seed's own report (gen PPL: the law's perplexity)
+            build_report(folder)
         report = build_exact_report(run_dir)
         print(f"\nrun folder: {run_dir}\nreport:     {report}")
         return 0
