@@ -207,7 +207,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
         "guidance_table.md": guidance_table(guidance),
         "decoder_table.md": decoder_table(results),
         "diversity_table.md": diversity_table(summary),
-        "sweep_table.md": sweep_table(results, summary),
+        "sweep_table.md": sweep_table(results, summary, run, experiment),
     }
     released = released_table(results, experiment)  # only for records scored the paper's way
     if released is None:

@@ -164,3 +164,10 @@ def test_preset_knob_reads_a_config_or_its_dict():
     assert preset_knob(EvalConfig(), "w") == EvalConfig().flow_map_w
     with pytest.raises(ValueError, match="knob"):
         preset_knob(e, "lr")
+
+
+def test_the_embedded_preset_samples_every_headline_setting_on_three_seeds():
+    from fmlm.experiment.presets import PRESETS
+
+    e = PRESETS["embedded"]().evaluation
+    assert len(e.seeds) >= 3 and not set(e.seeds) & set(e.validation_seeds)
