@@ -3,7 +3,7 @@ count too), plus one runtime check that the reports load without torch.
 
 (a) ``fmlm.reports`` imports from ``fmlm`` only the run-folder contract (``fmlm.experiment.run_folder``),
     the sweeps' choice rule (``fmlm.experiment.sweep_choice``, so the report names the value the run used),
-    the file helpers (``fmlm.files``) and itself;
+    the file helpers (``fmlm.files``), the interval mechanism (``fmlm.intervals``) and itself;
 (b) the torch-free modules (``TORCH_FREE``) import no torch, neither directly nor through the ``fmlm``
     modules they import (followed transitively; a package's ``__init__`` counts with the imports it makes
     at import time);
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "fmlm"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("fmlm.config", "fmlm.files"),
+    ("fmlm.config", "fmlm.files", "fmlm.intervals"),
     ("fmlm.experiment.run_folder", "fmlm.experiment.sweep_choice", "fmlm.math", "fmlm.data", "fmlm.evaluation"),
     ("fmlm.synthetic",),
     ("fmlm.nn.rotary",),
@@ -49,7 +49,7 @@ only the rotation formula (``fmlm.nn.rotary``)."""
 PEERS: set[frozenset[str]] = set()
 """Units of one layer that may import each other (none: the command line is one package, ``fmlm.cli``)."""
 
-REPORTS_MAY_IMPORT = ("fmlm.experiment.run_folder", "fmlm.experiment.sweep_choice", "fmlm.files")
+REPORTS_MAY_IMPORT = ("fmlm.experiment.run_folder", "fmlm.experiment.sweep_choice", "fmlm.files", "fmlm.intervals")
 """What ``fmlm.reports`` may import from ``fmlm`` besides itself."""
 
 TORCH_PACKAGES = ("torch", "accelerate", "transformers")
@@ -150,6 +150,7 @@ def torch_chains(start: str) -> list[str]:
 
 
 TORCH_FREE = sorted({"fmlm.experiment.run_folder", "fmlm.experiment.sweep_choice", "fmlm.files", "fmlm.config",
+                     "fmlm.intervals",
                      *(m for m in MODULES if m == "fmlm.reports" or m.startswith("fmlm.reports."))})
 
 

@@ -21,7 +21,7 @@ import torch
 
 from fmlm.experiment.config import ExperimentConfig
 from fmlm.experiment.run_folder import ODE_SWEEP
-from fmlm.experiment.sweep_choice import SWEEPS, Sweep
+from fmlm.experiment.sweep_choice import SWEEPS, Sweep, preset_knob
 from fmlm.nn import Denoiser
 from fmlm.samplers import SamplerConfig, sampler_for
 
@@ -32,12 +32,7 @@ Chosen = dict[Sweep, float]
 
 def preset_value(cfg: ExperimentConfig, sweep: Sweep) -> float:
     """The preset's value of ``sweep``'s knob (what the headline uses when the sweep has not chosen)."""
-    e = cfg.evaluation
-    if sweep.knob == "w":
-        return e.flow_map_w
-    if sweep.knob == "gamma":
-        return _preset_gamma(cfg, e.sweep_steps)
-    return e.churn
+    return preset_knob(cfg.evaluation, sweep.knob)
 
 
 def candidates(cfg: ExperimentConfig, sweep: Sweep) -> tuple[float, ...]:

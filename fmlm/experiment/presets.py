@@ -94,8 +94,11 @@ def embedded() -> ExperimentConfig:
         # reconstructions) on 64 samples, cold start up to N = 4: the run measured 2656 s with 128 rows per
         # decoder (~22 s each), 2500 s with the 4-step ODEs (47 s) and no decoders, and 2723 s with the
         # self-conditioning sweep and ODEs on 128 samples and N = 8 (65 evaluations per sample) as well.
+        # Every headline setting on 3 sampling seeds (issue 24: one seed gave verdicts at the noise floor; the
+        # report resolves a comparison only on >= 3 seeds a side); the sweeps stay on validation seed 1000.
+        # The headline sampling (not the sweeps) takes 3x its one-seed time.
         evaluation=EvalConfig(n_samples=128, max_tokens=256, sc_sweep_steps=8, sweep_samples=64, ode_steps=(32,),
-                              fp_iterations=(1, 2, 4)),
+                              fp_iterations=(1, 2, 4), seeds=(0, 1, 2)),
     )
 
 

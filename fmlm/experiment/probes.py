@@ -26,9 +26,14 @@ GUIDANCE_TIMES = (0.1, 0.3, 0.5, 0.7, 0.9)
 """Flow times at which the guidance response is probed."""
 
 
+def row_rms(a: torch.Tensor) -> torch.Tensor:
+    """Root-mean-square over all but the first dimension: one value per row."""
+    return a.pow(2).flatten(1).mean(1).sqrt()
+
+
 def rms(a: torch.Tensor) -> float:
     """Root-mean-square over all but the first dimension, averaged over the first (rows)."""
-    return float(a.pow(2).flatten(1).mean(1).sqrt().mean())
+    return float(row_rms(a).mean())
 
 
 @torch.no_grad()
@@ -47,7 +52,8 @@ def fixed_point_distances(
 
     Rows are held-out latents noised at logit-normal times; s* is the teacher's
     Anderson iterate after ``fp.iterations`` steps from a zero slot. Distances
-    are root-mean-square over tokens and channels, averaged over rows.
+    are root-mean-square over tokens and channels, averaged over rows; ``student_dists`` and
+    ``teacher_first_iterate_dists`` keep them per row (the report's paired bootstrap over rows).
     """
     gen = torch.Generator().manual_seed(seed)
     n = min(n_rows, len(rows))
@@ -59,9 +65,12 @@ def fixed_point_distances(
     residual = teacher(z, t, sc=s_star, w=wv) - s_star
     one = student(z, t, w=wv)
 
+    teacher_rows, student_rows = row_rms(first - s_star), row_rms(one - s_star)
     return {
-        "teacher_first_iterate_dist": rms(first - s_star),
-        "student_dist": rms(one - s_star),
+        "teacher_first_iterate_dist": float(teacher_rows.mean()),
+        "student_dist": float(student_rows.mean()),
+        "teacher_first_iterate_dists": [float(v) for v in teacher_rows.cpu()],
+        "student_dists": [float(v) for v in student_rows.cpu()],
         "fixed_point_residual": rms(residual),
         "fixed_point_norm": rms(s_star),
         "iterations": fp.iterations,

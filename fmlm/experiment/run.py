@@ -22,7 +22,8 @@ from fmlm.experiment.run_folder import EXACT_PROBES_FILE
 from fmlm.experiment.config import ExperimentConfig
 from fmlm.experiment.measure import (Scoring, measure_model, measure_reconstruction, measure_reference, setting_id,
                                     with_references)
-from fmlm.experiment.plan import Chosen, candidates, check_plan, evaluation_plan, sweep_plan, untrained_network
+from fmlm.experiment.plan import (Chosen, candidates, check_plan, evaluation_plan, preset_value, sweep_plan,
+                                  untrained_network)
 from fmlm.experiment.presets import load_run_config
 from fmlm.experiment.exact_data import prepare_language
 from fmlm.experiment.exact_probes import exact_probes
@@ -165,7 +166,8 @@ def _measure_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, folder
 def measure_sweeps(cfg: ExperimentConfig, scoring: Scoring, model, folders: dict) -> Chosen:
     """Sample every sweep of a trained model on the validation seeds, in order, each at the values chosen
     before it, and choose its value (``sweep_choice.choose``); returns the chosen values. A sweep whose
-    model was not trained, or whose points have no finite gen PPL, keeps the preset's value."""
+    model was not trained, or whose points have no finite gen PPL, keeps the preset's value, and so does
+    one whose best point is not resolved better than the preset's (``sweep_choice``: within the noise)."""
     e = cfg.evaluation
     chosen: Chosen = {}
     for sweep in SWEEPS:
@@ -177,12 +179,15 @@ def measure_sweeps(cfg: ExperimentConfig, scoring: Scoring, model, folders: dict
         ids = {setting_id(name, model(name), sampler, tag) for name, sampler, tag in planned}
         records, _ = read_jsonl(scoring.run_dir / rf.RESULTS_FILE, strict=False)
         mine = [r for _, r in records if r.get("id") in ids]
-        pick = choose(sweep_points(mine, sweep, e.validation_seeds, candidates(cfg, sweep)))
+        pick = choose(sweep_points(mine, sweep, e.validation_seeds, candidates(cfg, sweep), scoring.run_dir),
+                      preset=preset_value(cfg, sweep))
         if pick is not None:
-            chosen[sweep] = pick[0]
+            chosen[sweep] = pick.value
             label = rf.MODEL_LABELS.get(sweep.model, sweep.model)
-            print(f"chosen on validation seeds {list(e.validation_seeds)}: {label} {sweep.knob} = {pick[0]:g} "
-                  f"(by {dict(mauve='MAUVE', exact='excess NLL + bigram KL').get(pick[1], 'gen PPL')})")
+            kept = f"; the best, {pick.best:g}, is within the noise of the preset's value" if pick.kept else ""
+            by = dict(mauve="MAUVE", exact="excess NLL + bigram KL").get(pick.metric, "gen PPL")
+            print(f"chosen on validation seeds {list(e.validation_seeds)}: {label} {sweep.knob} = {pick.value:g} "
+                  f"(by {by}{kept})")
     return chosen
 
 

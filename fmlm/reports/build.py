@@ -26,6 +26,7 @@ from fmlm.reports.loading import (load_experiment, load_fixed_point, load_guidan
                                   load_timing, require_run_folder)
 from fmlm.reports.plots import mauve_vs_steps, ppl_vs_entropy, ppl_vs_steps, training_curves
 from fmlm.reports.released import released_table
+from fmlm.reports.seed_samples import SeedSamples
 from fmlm.reports.sweeps import sweep_table
 from fmlm.reports.tables import cost_table, diversity_table, main_table, sc_table
 
@@ -199,14 +200,14 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> Path:
 
     bodies = {
         "main_table.md": main_table(summary),
-        "comparisons.md": comparisons_markdown(compare(summary, fixed_point)),
+        "comparisons.md": comparisons_markdown(compare(summary, fixed_point, SeedSamples(run, results))),
         "cost_table.md": cost_table(summary),
         "self_conditioning_table.md": sc_table(summary),
         "flows_table.md": flows_table(summary),
         "guidance_table.md": guidance_table(guidance),
         "decoder_table.md": decoder_table(results),
         "diversity_table.md": diversity_table(summary),
-        "sweep_table.md": sweep_table(results, summary),
+        "sweep_table.md": sweep_table(results, summary, run, experiment),
     }
     released = released_table(results, experiment)  # only for records scored the paper's way
     if released is None:

@@ -2,7 +2,7 @@
 
 Reads ``<run>/experiment.json``, ``<run>/timing.json`` and, per seed, ``seeds/seed<k>/results.jsonl``,
 ``eval/<id>.jsonl`` (per-sample NLL) and ``exact_probes.json``; writes ``<run>/report/exact.md``.
-Every comparison is a ``fmlm.reports.intervals.compare`` over the training seeds (per-sample values
+Every comparison is a ``fmlm.intervals.compare`` over the training seeds (per-sample values
 where the records keep them, so a bootstrap within seeds widens the t interval when sampling noise
 dominates) and a verdict: PASS / FAIL when the interval lies on one side, unresolved when it straddles.
 """
@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from fmlm.experiment.run_folder import (EXACT_PROBES_FILE, EXPERIMENT_FILE, MODEL_LABELS, REPORT_DIR, RESULTS_FILE,
                                         SEEDS_DIR, TIMING_FILE)
 from fmlm.files import read_json_dict, read_jsonl, write_text_atomic
-from fmlm.reports.intervals import compare, verdict
+from fmlm.intervals import compare, verdict
 
 METRICS = (("excess_nll", "excess NLL"), ("bigram_kl", "bigram KL"), ("topic_kl", "topic KL"),
            ("entropy", "entropy"), ("distinct_2", "distinct-2"), ("rep4", "rep-4"))

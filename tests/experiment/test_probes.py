@@ -51,3 +51,11 @@ def test_ratio_is_the_share_of_the_guided_target_the_w_tokens_deliver(k):
 def test_w_must_be_positive():
     with pytest.raises(ValueError, match="w: must be > 0"):
         guidance_response(GuidedLinear(1.0), Rows(2), 2, FlowConfig(), w=0.0)
+
+
+def test_row_rms_keeps_one_distance_per_row_and_rms_averages_them():
+    from fmlm.experiment.probes import rms, row_rms
+
+    a = torch.tensor([[[3.0, 4.0]], [[0.0, 0.0]], [[1.0, 1.0]]])  # rows: sqrt(25/2), 0, 1
+    assert row_rms(a).tolist() == pytest.approx([math.sqrt(12.5), 0.0, 1.0], rel=1e-6)  # float32 sqrt
+    assert rms(a) == pytest.approx((math.sqrt(12.5) + 1.0) / 3, rel=1e-6)  # float32 mean of 3 values

@@ -65,6 +65,8 @@ def test_paper_preset_runs_all_stages_at_tiny_size(tmp_path, text_folder, tiny_g
         assert r["n_samples"] == reference["n_samples"] and r["nfe"] == 1 and 0 <= r["token_accuracy"] <= 1
     fp = json.loads((run / "fixed_point.json").read_text())
     assert fp["n_rows"] == 2 and fp["student_dist"] >= 0
+    assert len(fp["student_dists"]) == len(fp["teacher_first_iterate_dists"]) == 2  # per-row distances, one a row
+    assert abs(fp["student_dist"] - sum(fp["student_dists"]) / 2) <= 1e-6 * fp["student_dist"]  # float32 mean of 2
     guidance = json.loads((run / "guidance.json").read_text())
     assert guidance["w"] == 5.0 and len(guidance["by_t"]) == 5 and not list(run.glob("*.tmp"))
     # A finished stage becomes a model folder that loads and samples like an imported one.

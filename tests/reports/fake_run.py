@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,23 @@ def full_records() -> list[dict[str, Any]]:
     return recs
 
 
+SAMPLE_SPREAD = 0.001
+"""A record's two samples sit at log PPL (and entropy) +- this around the record's value, whose statistic they give back."""
+
+
+def _nll_sum(gen_ppl: Any, n_tokens: int, shift: float) -> float | None:
+    """``n_tokens (log gen_ppl + shift)``; None (no per-sample value) for a non-finite or non-positive gen PPL."""
+    try:
+        value = float(gen_ppl)
+    except (TypeError, ValueError):
+        return None
+    return n_tokens * (math.log(value) + shift) if math.isfinite(value) and value > 0 else None
+
+
+def _shifted(value: Any, shift: float) -> Any:
+    return value + shift if isinstance(value, (int, float)) and math.isfinite(value) else value
+
+
 def write_run(root: Path, records: list[dict[str, Any]] | None, *, experiment: bool = True, timing: bool = True,
               fixed_point: dict | None = None, metrics: bool = True, samples: bool = True) -> Path:
     """Write a run folder under ``root`` and return it."""
@@ -80,8 +98,10 @@ def write_run(root: Path, records: list[dict[str, Any]] | None, *, experiment: b
             for r in records:
                 if "samples_file" not in r:
                     continue
-                rows = [{"index": i, "text": f"sample {i} of {r['id']} " * 3, "n_tokens": 12, "nll_sum": 30.0,
-                         "ppl": r.get("gen_ppl"), "entropy": r.get("entropy")} for i in range(2)]
+                rows = [{"index": i, "text": f"sample {i} of {r['id']} " * 3, "n_tokens": 12,
+                         "nll_sum": _nll_sum(r.get("gen_ppl"), 12, SAMPLE_SPREAD * (1 - 2 * i)),
+                         "ppl": r.get("gen_ppl"), "entropy": _shifted(r.get("entropy"), SAMPLE_SPREAD * (1 - 2 * i))}
+                        for i in range(2)]
                 (root / r["samples_file"]).write_text("".join(json.dumps(x) + "\n" for x in rows))
     if timing:
         (root / "timing.json").write_text(json.dumps({"stages": {"teacher": 120.0, "fixed-point": 60.0},

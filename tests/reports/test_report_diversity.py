@@ -102,7 +102,7 @@ def test_choose_falls_back_to_gen_ppl_when_a_point_lacks_mauve(tmp_path):
     recs = [with_distribution(record("flow-map", 4, 90.0, 5.3, w=1.0, sweep="w"), 0.9),
             record("flow-map", 4, 70.0, 5.3, w=3.0, sweep="w")]
     _, summary = _summary(tmp_path, recs)
-    assert choose(summary, "w") == (3.0, "gen_ppl")
+    assert choose(summary, "w")[:2] == (3.0, "gen_ppl")
 
 
 def test_a_difference_within_the_seed_spread_is_said(tmp_path):
@@ -110,6 +110,27 @@ def test_a_difference_within_the_seed_spread_is_said(tmp_path):
              for w, seed, ppl in [(1.0, 1000, 100.0), (1.0, 1001, 140.0), (3.0, 1000, 110.0), (3.0, 1001, 120.0)]]
     results, summary = _summary(tmp_path, sweep)
     assert "the sweep does not separate these values" in sweep_table(results, summary)
+
+
+def test_the_preset_value_is_kept_when_the_best_point_is_within_its_noise(tmp_path):
+    # gen PPL 95 (w = 1) against the preset's 100 (w = 5), one validation seed, samples at log PPL +-0.001:
+    # the bootstrap resolves the 5% difference, so w = 1 is chosen; the same with MAUVE on one seed (no
+    # interval) keeps w = 5, and the table says so
+    sweep = [record("flow-map", 4, ppl, 5.3, w=w, sweep="w", seed=1000) for w, ppl in [(1.0, 95.0), (5.0, 100.0)]]
+    run = write_run(tmp_path / "run", sweep)
+    experiment = {"evaluation": {"flow_map_w": 5.0, "flow_map_steps": [1, 4], "ctm_gamma": [1.0, 1.0],
+                                 "sweep_steps": 4, "churn": 1.5}}
+    results = load_results(run)
+    text = sweep_table(results, summarize(results), run, experiment)
+    assert "**Chosen w = 1** (by the lowest gen PPL" in text and "resolved better than the preset's 5" in text
+    rows = markdown_rows(text[text.index("| w"):])
+    assert rows[0]["gen PPL [95% interval]"].startswith("95 [")  # the point's own bootstrap interval
+    with_mauve = [with_distribution(r, m) for r, m in zip(sweep, (0.5, 0.4))]
+    run = write_run(tmp_path / "run2", with_mauve)
+    results = load_results(run)
+    text = sweep_table(results, summarize(results), run, experiment)
+    assert "**Chosen w = 5, the preset's value, kept**: the best point by the highest MAUVE, w = 1" in text
+    assert "one value, no interval" in text
 
 
 # --- samples.md ---
@@ -185,3 +206,6 @@ def test_the_committed_embedded_run_builds_with_samples_and_mauve(tmp_path):
     assert "Sampled on the validation seed [1000]" in (out / "sweep_table.md").read_text()
     comparisons = (out / "comparisons.md").read_text()
     assert "MAUVE: FMLM* vs FMLM at 4 steps" in comparisons and "0 not measured" in comparisons
+    # one sampling seed: every sampled check unresolved, with its bootstrap interval shown
+    assert "0 PASS, 0 FAIL" in comparisons and "unresolved (1 seed < 3)" in comparisons
+    assert "unresolved (no interval)" in comparisons  # MAUVE: one number on one seed
