@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -87,12 +88,47 @@ def test_without_cuda_and_without_tiny_it_refuses_in_one_line(tmp_path):
     assert "--tiny" in done.stderr and not any(tmp_path.iterdir())
 
 
-def test_the_predicted_batches_are_the_readme_s():
+@pytest.fixture
+def gpucheck():
+    """The ``benchmarks/gpucheck`` package, importable as the script imports it."""
     sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
     try:
-        from gpucheck.train_steps import predictions
+        import gpucheck.common
+        import gpucheck.train_steps
+
+        yield gpucheck
     finally:
         del sys.path[:2]
+
+
+def test_a_failing_or_overrunning_part_is_one_line_and_the_next_part_runs(gpucheck, tmp_path, monkeypatch):
+    common = gpucheck.common
+    writes = []
+    check = common.Check(torch.device("cpu"), common.TINY, True, tmp_path, {"parts": {}}, time.monotonic() + 100,
+                         lambda: writes.append(1))
+
+    def fails(check, rec):
+        rec["partial"] = 1
+        raise ValueError("a bad thing\nits second line")
+
+    def sleeps(check, rec):
+        rec["started"] = True
+        time.sleep(30)
+
+    monkeypatch.setitem(common.BUDGET_S, "sampling", 2)
+    first = common.run_part(check, "numerics", fails)
+    second = common.run_part(check, "sampling", sleeps)
+    third = common.run_part(check, "released", lambda check, rec: rec.update(done=True))
+    assert (first["status"], first["error"], first["partial"]) == ("failed", "ValueError: a bad thing", 1)
+    assert (second["status"], second["error"], second["started"]) == ("cut", "ran past its time limit of 2 s", True)
+    assert second["seconds"] < 10 and third == {**third, "status": "ok", "done": True}
+    assert list(check.payload["parts"]) == ["numerics", "sampling", "released"] and len(writes) == 6
+    check.deadline = time.monotonic()  # past: the next part is not started
+    assert common.run_part(check, "compile", fails)["status"] == "not run (the run's deadline had passed)"
+
+
+def test_the_predicted_batches_are_the_readme_s(gpucheck):
+    predictions = gpucheck.train_steps.predictions
     predicted = predictions(80e9)  # the README's 80 GB (1e9 bytes each)
     assert {k: v["batch"] for k, v in predicted.items()} == {
         "teacher": 81, "teacher-nosc": 86, "ELF* (stage 2)": 38, "FMLM* (stage 3)": 81}

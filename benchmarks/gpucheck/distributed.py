@@ -8,6 +8,7 @@ step 1..N. With one process the loop does not wrap the network in DDP (it does s
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -38,7 +39,8 @@ def run(check, rec: dict) -> None:
     first = _launch(cmd, check.work / "torchrun-1.log")
     try:
         start = time.perf_counter()
-        _wait_for(lambda: _lines(metrics) >= SIGNAL_AFTER, first, "logged steps")
+        _wait_for(lambda: _lines(metrics) >= SIGNAL_AFTER, first, f"{SIGNAL_AFTER} logged steps",
+                  check.work / "torchrun-1.log")
         rec["first_steps_s"] = time.perf_counter() - start
         first.send_signal(signal.SIGTERM)
         code = first.wait(timeout=WAIT_S)
@@ -62,7 +64,7 @@ def run(check, rec: dict) -> None:
         _end(second)
     log = (check.work / "torchrun-2.log").read_text(errors="replace")
     meta = ckpt.read_meta(run_dir / "checkpoint")
-    steps = [int(line.split('"step": ')[1].split(",")[0]) for line in metrics.read_text().splitlines()]
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
     rec["resumed"] = {"torchrun_exit": code, "checkpoint_step": meta.step, "checkpoint_complete": meta.complete,
                       "metrics_steps": steps, "worker_line": _last(log)}
     if code != 0 or not meta.complete or steps != list(range(1, s.dist_steps + 1)):
@@ -77,12 +79,14 @@ def _launch(cmd: list[str], log: Path) -> subprocess.Popen:
                                 start_new_session=True)
 
 
-def _wait_for(ready, proc: subprocess.Popen, what: str) -> None:
-    """Poll ``ready()`` until it holds; fail if ``proc`` ends first or ``WAIT_S`` pass."""
+def _wait_for(ready, proc: subprocess.Popen, what: str, log: Path) -> None:
+    """Poll ``ready()`` until it holds; fail if ``proc`` ends first (naming the last line of its ``log``) or
+    ``WAIT_S`` pass."""
     deadline = time.monotonic() + WAIT_S
     while not ready():
         if proc.poll() is not None:
-            raise RuntimeError(f"torchrun exited {proc.returncode} before the {what}")
+            raise RuntimeError(f"torchrun exited {proc.returncode} before {what}: "
+                               f"{_last(log.read_text(errors='replace'))}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"no {what} within {WAIT_S:.0f} s")
         time.sleep(0.05)

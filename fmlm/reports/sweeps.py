@@ -22,7 +22,8 @@ from typing import Any
 import pandas as pd
 
 from fmlm.experiment.run_folder import MODEL_LABELS
-from fmlm.experiment.sweep_choice import SWEEP_TAGS, SWEEPS, Choice, Point, Sweep, preset_knob, sweep_points
+from fmlm.experiment.sweep_choice import (SWEEP_TAGS, SWEEPS, Choice, Point, Sweep, preset_knob,
+                                          sweep_points)
 from fmlm.experiment.sweep_choice import choose as choose_point
 from fmlm.intervals import compare, log_ppl
 from fmlm.reports.aggregate import headline, summarize
@@ -172,7 +173,8 @@ def sweep_table(results: pd.DataFrame, summary: pd.DataFrame, run_dir: Any = Non
     rule = ("Choice rule (fixed in advance): the highest MAUVE when every point of a sweep has one, else the "
             "lowest gen PPL; a tie goes to the smaller value; the preset's value is kept unless that best point is "
             "resolved better than it (95% interval of the difference: MAUVE, t over the validation seeds, none on "
-            "one seed; log gen PPL, also a bootstrap over the samples). Lowest gen PPL at a healthy entropy is not the rule: "
+            "one seed; log gen PPL, also a bootstrap over the samples). Lowest gen PPL at a healthy entropy is "
+            "not the rule: "
             "gen PPL rewards repetition. The sweeps run in order ("
             + ", ".join(f"{MODEL_LABELS.get(w.model, w.model)} {w.knob}" for w in SWEEPS)
             + "), each at the values chosen before it, and the run samples its headline settings at the "

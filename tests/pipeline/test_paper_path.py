@@ -7,20 +7,22 @@ import shutil
 from fmlm.data import EncodedRows, load_meta as data_meta, prepare, rows_for
 from fmlm.experiment.run import run_experiment
 from fmlm.train import checkpoint as ckpt
-from fmlm.experiment.plan import candidates
+from fmlm.experiment.plan import candidates, preset_value
 from fmlm.experiment.sweep_choice import SWEEPS, Sweep, choose, sweep_points
 from tests.pipeline.conftest import tiny_paper_config
 
 
-def chosen_values(records: list[dict], cfg) -> dict:
-    """Each sweep's choice from the validation-seed records, checked against the headline records it set."""
+def chosen_values(records: list[dict], cfg, run) -> dict:
+    """Each sweep's choice from the validation-seed records (the preset's value unless the best point is resolved
+    better), checked against the headline records it set."""
     e = cfg.evaluation
     chosen = {}
     for sweep in SWEEPS:
         mine = [r for r in records if r["model"] == sweep.model and r["sweep"] == sweep.knob]
         assert {r["seed"] for r in mine} == set(e.validation_seeds)
         assert sorted(r[sweep.knob] for r in mine) == sorted(candidates(cfg, sweep))
-        chosen[sweep] = choose(sweep_points(mine, sweep, e.validation_seeds))[0]
+        chosen[sweep] = choose(sweep_points(mine, sweep, e.validation_seeds, run_dir=run),
+                               preset=preset_value(cfg, sweep)).value
     gamma_sweep = [r for r in records if r["model"] == "flow-map" and r["sweep"] == "gamma"]
     assert {r["w"] for r in gamma_sweep} == {chosen[Sweep("flow-map", "w")]}  # swept at the chosen w
     heads = [r for r in records if r["sweep"] is None]
@@ -53,7 +55,7 @@ def test_paper_preset_runs_all_stages_at_tiny_size(tmp_path, text_folder, tiny_g
         assert len(per_sample) == r["n_samples"]
     ctm = [r for r in records if r["model"] == "flow-map" and r["sweep"] is None]
     assert sorted(r["steps"] for r in ctm) == [1, 2, 4] and all(r["nfe"] == r["steps"] + 1 for r in ctm)
-    chosen = chosen_values(records, cfg)
+    chosen = chosen_values(records, cfg, run)
     ode = sorted((r["model"], r["steps"], r["sampler"], r["w"]) for r in records if r["sweep"] == "ode")
     w = chosen[Sweep("flow-map", "w")]
     assert ode == [("fixed-point", 1, "euler", w), ("fixed-point", 3, "euler", w), ("teacher", 3, "euler", 3.0),

@@ -68,7 +68,7 @@ def full_records() -> list[dict[str, Any]]:
 
 
 SAMPLE_SPREAD = 0.001
-"""A record's two samples sit at log PPL (and entropy) +- this around the record's value, whose statistic they give back."""
+"""A record's two samples sit at log PPL (and entropy) +- this around the record's value (their statistic is it)."""
 
 
 def _nll_sum(gen_ppl: Any, n_tokens: int, shift: float) -> float | None:
