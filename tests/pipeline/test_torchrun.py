@@ -52,7 +52,8 @@ def _torchrun(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
 
 def test_torchrun_train_with_a_run_dir_matches_one_process(tmp_path, text_folder, tiny_gpt2):
     cfg = tiny_paper_config(tmp_path, text_folder, tiny_gpt2)
-    overrides = [*_overrides(cfg), "train_teacher.micro_batch=2"]  # 2 rows per forward in both runs
+    overrides = [*(o for o in _overrides(cfg) if not o.startswith("train_teacher.micro_batch=")),
+                 "train_teacher.micro_batch=2"]  # 2 rows per forward in both runs (a setting is given once)
     two = tmp_path / "two"
     done = _torchrun(["train", "teacher", "--preset", "paper", "--run-dir", str(two), "--device", "cpu",
                       "--no-progress", *overrides], tmp_path)
