@@ -25,8 +25,16 @@ from fmlm.experiment.stages import init_latent_readout
 from fmlm.files import read_jsonl
 from fmlm.losses.common import decoder_loss
 from fmlm.nn import Denoiser
+from fmlm.samplers import decode
 from fmlm.train.loop import fetch_batch
 from fmlm.train.schedule import micro_generator, step_rows
+
+
+@torch.no_grad()
+def split_accuracy(model: Denoiser, rows) -> float:
+    """Token accuracy of the decoder on every row of a split's clean latents."""
+    ids, x0 = rows.batch(list(range(len(rows))))
+    return float((decode(model.eval(), x0) == ids).float().mean())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(cfg.train_teacher.seed)
     model = Denoiser(cfg.network.denoiser(rows.meta, True))
     walls: dict[str, float] = {}
+    whole_val: dict[str, float] = {}
     start = time.perf_counter()
     init_latent_readout(model, rows, folder)
     walls["fit"] = time.perf_counter() - start
@@ -52,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     n = cfg.evaluation.samples_for(DECODE_SWEEP)
     measure_reference(scoring, val, cfg.evaluation.n_samples)
     measure_reconstruction(scoring, "readout", model.eval(), val, n, lam=cfg.flow.lam)
+    whole_val["readout"] = split_accuracy(model, val)
     dec = cfg.teacher.decoder if args.p_mean is None else type(cfg.teacher.decoder)(
         **{**cfg.teacher.decoder.__dict__, "p_mean": args.p_mean})
     lr = args.lr or cfg.train_teacher.optim.lr
@@ -71,12 +81,14 @@ def main(argv: list[str] | None = None) -> int:
         name = f"readout+{target}-steps-p{dec.p_mean:g}-lr{lr:g}"
         walls[name] = walls["fit"] + train_s
         measure_reconstruction(scoring, name, model.eval(), val, n, lam=cfg.flow.lam)
+        whole_val[name] = split_accuracy(model, val)
     records = [r for _, r in read_jsonl(out / RESULTS_FILE, strict=False)[0]]
-    (out / "decoder_study.json").write_text(json.dumps({"wall_s": walls, "records": records}, indent=1))
+    (out / "decoder_study.json").write_text(json.dumps({"wall_s": walls, "val_accuracy": whole_val,
+                                                                "records": records}, indent=1))
     for r in records:
         acc = [r.get(k) for k in ("token_accuracy", "token_accuracy_t0.9", "token_accuracy_t0.7")]
         print(r["model"], acc, f"gen PPL {r['gen_ppl']:.2f}", f"MAUVE {r.get('mauve')}",
-              f"wall {walls.get(r['model'], 0.0):.1f} s")
+              f"wall {walls.get(r['model'], 0.0):.1f} s", f"all val rows {whole_val.get(r['model'])}")
     return 0
 
 
