@@ -5,14 +5,7 @@
     python benchmarks/training.py --threads 1 --reference /tmp/refco \\
         --out benchmarks/results/training_cpu.json --markdown benchmarks/results/training_cpu.md
 
-Stages: the teacher (self-conditioned, stage 1), the no-SC teacher, ELF* (stage 2: the frozen
-teacher's K-step Anderson trajectory, then the student's pair pass and its no-grad third pass)
-and FMLM* (stage 3: the frozen ELF*'s diagonal targets and the student's two no-grad target
-passes, then its grad pass). One step is what ``fmlm.train.loop.train`` does for one
-micro-batch of a denoising step: the loss under the preset's precision (bf16 autocast on CUDA
-under ``auto``), backward, gradient clipping, the optimiser steps and the EMA update. The
-teacher's decoder step (``decoder_step=True``, the same branch in every stage) is timed once.
-Random latents and ids of the preset's shapes stand in for data.
+Stages and what one step does: ``train_stages``.
 
 Per stage: the median step time over ``--repeats`` interleaved rounds after a warm-up
 (``bench_common.interleaved``), tokens/s (rows x length per step), the step in forward-pass

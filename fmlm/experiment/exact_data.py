@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +23,7 @@ import torch
 from fmlm.config import to_dict
 from fmlm.data import DataConfig
 from fmlm.data.cache import FORMAT_VERSION, META_FILE, TOKENIZER_DIR
+from fmlm.files import write_folder_atomic
 from fmlm.synthetic.hmm_language import HMMLanguage, LanguageSpec
 
 ENTROPY_ROWS = 16384
@@ -85,18 +83,5 @@ def prepare_language(spec: LanguageSpec, data: DataConfig, cache_dir: str | Path
     folder = cache_dir / language_cache_name(spec, data, lam)
     if (folder / META_FILE).is_file():
         return folder
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_dir / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        _write(tmp, HMMLanguage(spec, lam), data, spec, lam)
-        try:
-            tmp.rename(folder)
-        except OSError:
-            if not (folder / META_FILE).is_file():
-                raise
-            shutil.rmtree(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return folder
+    return write_folder_atomic(folder, lambda tmp: _write(tmp, HMMLanguage(spec, lam), data, spec, lam),
+                               done_file=META_FILE)
