@@ -144,7 +144,7 @@ def read_meta(folder: str | Path) -> CheckpointMeta:
                             ("total_steps", int, "an integer"), ("stage", str, "a string")):
         value = data.get(key)  # JSON types exactly: "no" is not false, true is not 1
         if key in data and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
-            raise ValueError(f"{path}: {key} must be {name}, got {value!r}")
+            raise ValueError(f"{path}: {key}: expected {name}, got {value!r}")
     try:
         meta = from_dict(CheckpointMeta, data)
     except ConfigError as err:

@@ -80,7 +80,7 @@ def test_a_mistyped_meta_json_value_names_the_file_and_key(folder, key, value):
     path = folder / "meta.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), key: value}))
     message = _one_line(lambda: ckpt.read_meta(folder))
-    assert message.startswith(f"{path}: {key} must be ") and repr(value) in message
+    assert message.startswith(f"{path}: {key}: expected ") and repr(value) in message
 
 
 def test_a_refused_pickle_prints_no_torch_warning(folder, tmp_path):
