@@ -49,8 +49,11 @@ slow: setup
 run: setup carriers
 	$(BIN)/python -m fmlm run $(ARGS)
 
-gpu-check: setup
-	$(BIN)/python benchmarks/gpu_check.py $(ARGS)
+# No set-up step: a lent GPU machine may have no network for pip. It runs with the venv's Python when there is
+# one, else $(PYTHON) (a Python whose torch has CUDA), on this checkout's fmlm.
+gpu-check:
+	@py=$$(test -x $(BIN)/python && echo $(BIN)/python || echo $(PYTHON)); \
+		PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $$py benchmarks/gpu_check.py $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
