@@ -56,3 +56,13 @@ def test_report_refuses_a_folder_without_seeds(tmp_path):
     (tmp_path / "experiment.json").write_text("{}")
     with pytest.raises(ValueError, match="no training seed"):
         build_exact_report(tmp_path)
+
+
+def test_a_committed_exact_seed_folder_builds_its_standard_report(tmp_path):
+    # the sweeps there chose by the exact score; the sweep table names that rule (it once raised KeyError)
+    from fmlm.reports import build_report
+
+    seed0 = Path(__file__).resolve().parents[2] / "reports" / "exact" / "seeds" / "seed0"
+    report = build_report(seed0, tmp_path / "report")
+    sweeps = (report.parent / "sweep_table.md").read_text()
+    assert "by the lowest excess NLL + bigram KL under the exact law" in sweeps
