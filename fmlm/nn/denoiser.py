@@ -170,8 +170,9 @@ class Denoiser(nn.Module):
         """Checked inputs through the input projection, the prefix banks and the blocks: (B, L, width)."""
         cfg = self.config
         batch, length = self._check_latent(z)
-        t = _per_row(t, "t", batch, z.device)
-        s = t if s is None else _per_row(s, "s", batch, z.device)
+        scalars = torch.float64 if z.dtype == torch.float64 else torch.float32  # a float64 network stays float64
+        t = _per_row(t, "t", batch, z.device, scalars)
+        s = t if s is None else _per_row(s, "s", batch, z.device, scalars)
         checks = {"z": z, "t": t, "s": s}
         if sc is not None:
             if self.sc_mix is None:
@@ -183,11 +184,11 @@ class Denoiser(nn.Module):
         if w is not None:
             if self.guidance_bank is None:
                 raise ValueError("w: this model has guidance_tokens=0 and takes no guidance scale")
-            w = checks["w"] = _per_row(w, "w", batch, z.device)
+            w = checks["w"] = _per_row(w, "w", batch, z.device, scalars)
         if tau is not None:
             if self.phase_bank is None:
                 raise ValueError("tau: this model has phase_tokens=0 and takes no phase")
-            tau = checks["tau"] = _per_row(tau, "tau", batch, z.device)
+            tau = checks["tau"] = _per_row(tau, "tau", batch, z.device, scalars)
         if self.check_finite:
             _check_finite(checks)
 
@@ -237,11 +238,11 @@ class Denoiser(nn.Module):
         return batch, length
 
 
-def _per_row(value: Any, name: str, batch: int, device: torch.device) -> torch.Tensor:
-    """``value`` as a float32 (B,) tensor on ``device``; a number or 0-d tensor is broadcast."""
+def _per_row(value: Any, name: str, batch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``value`` as a (B,) tensor of ``dtype`` on ``device``; a number or 0-d tensor is broadcast."""
     if isinstance(value, bool) or not isinstance(value, (int, float, torch.Tensor)):
         raise ValueError(f"{name}: expected a number or a ({batch},) tensor, got {type(value).__name__}")
-    out = torch.as_tensor(value).to(device=device, dtype=torch.float32)
+    out = torch.as_tensor(value).to(device=device, dtype=dtype)
     if out.dim() == 0:
         return out.expand(batch)
     if out.shape != (batch,):
