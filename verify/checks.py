@@ -7,6 +7,7 @@ that the same checker reports a large violation for a deliberately wrong formula
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -99,3 +100,17 @@ def evaluations_to_tol(residual_norms: Tensor, tol: float) -> int:
 def converged(residual_norms: Tensor, tol: float, window: int = 5) -> bool:
     """True when the last ``window`` residuals of every row are <= tol (the iteration settled)."""
     return bool((residual_norms[-window:] <= tol).all())
+
+
+@contextmanager
+def torch_defaults(dtype):
+    """Default dtype ``dtype`` and one thread, restored on exit (module fixtures run before conftest's
+    per-test float64 fixture, so they set their own)."""
+    old_dtype, old_threads = torch.get_default_dtype(), torch.get_num_threads()
+    torch.set_default_dtype(dtype)
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old_dtype)
+        torch.set_num_threads(old_threads)

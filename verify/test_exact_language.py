@@ -15,8 +15,6 @@ language (``fmlm.synthetic.hmm_language``) whose posterior mean ``D*(z, t) = E[x
   the exact testbed) finds the same: the slot barely moves the teacher.
 """
 
-from contextlib import contextmanager
-
 import pytest
 import torch
 
@@ -28,21 +26,10 @@ from fmlm.math.interpolant import interpolate
 from fmlm.nn import Denoiser, denoiser_config
 from fmlm.synthetic import CodebookData
 from fmlm.synthetic.hmm_language import HMMLanguage, LanguageSpec
+from verify.checks import torch_defaults
 
 SPEC = LanguageSpec(vocab=16, topics=3, dim=6, window=7, seed=2)
 LENGTH, STEPS, BATCH = 12, 200, 32
-
-
-@contextmanager
-def float32_one_thread():
-    old_dtype, old_threads = torch.get_default_dtype(), torch.get_num_threads()
-    torch.set_default_dtype(torch.float32)
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(old_dtype)
-        torch.set_num_threads(old_threads)
 
 
 def rms(a):
@@ -53,7 +40,7 @@ def rms(a):
 def probes():
     """Per t: (rms(D* - x0), rms(unigram denoiser - x0), rms(F(0) - D*), rms(s* - D*))."""
     law = HMMLanguage(SPEC)
-    with float32_one_thread():
+    with torch_defaults(torch.float32):
         g = torch.Generator().manual_seed(0)
         torch.manual_seed(0)
         model = Denoiser(denoiser_config("tiny", latent_dim=SPEC.dim, vocab_size=SPEC.vocab, max_len=LENGTH))

@@ -15,8 +15,6 @@ F(s) = D_theta(z_t, t, s, w) the suite checks what the method assumes, row by ro
   it holds at t = 0.1 and not at t = 0.4 (a strict xfail, so a change either way is reported).
 """
 
-from contextlib import contextmanager
-
 import pytest
 import torch
 
@@ -28,7 +26,7 @@ from fmlm.math.guards import row_norms
 from fmlm.math.interpolant import interpolate
 from fmlm.nn import Denoiser, denoiser_config
 from fmlm.synthetic import CodebookData
-from verify.checks import banach_violation, evaluations_to_tol
+from verify.checks import banach_violation, evaluations_to_tol, torch_defaults
 
 VOCAB, DIM, LENGTH, STEPS = 6, 8, 6, 200
 
@@ -39,20 +37,6 @@ float32, so below ~1e-6 of a row's scale the iterates stop moving by rounding, n
 SAME_POINT = 1e-5
 """Row-norm distance under which two Picard runs have reached one fixed point (float32 rounding
 of a row of norm ~5 is ~1e-6)."""
-
-
-@contextmanager
-def torch_defaults(dtype):
-    """Default dtype ``dtype`` and one thread, restored on exit (module fixtures run before conftest's
-    per-test float64 fixture, so they set their own)."""
-    old_dtype, old_threads = torch.get_default_dtype(), torch.get_num_threads()
-    torch.set_default_dtype(dtype)
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(old_dtype)
-        torch.set_num_threads(old_threads)
 
 
 @pytest.fixture(scope="module")
