@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fmlm.experiment.sweep_choice import ppl_rows
 from fmlm.files import read_jsonl
 from fmlm.intervals import Statistic, log_ppl, mean
 from fmlm.reports.formatting import plain
@@ -61,12 +62,8 @@ class SeedSamples:
         if stat not in STATISTICS:
             raise ValueError(f"stat: expected one of {sorted(STATISTICS)}, got {stat!r}")
         rows = self._rows(record) if stat != "mauve" else None
-        if stat == "gen_ppl":
-            pairs = [(_number(r.get("nll_sum")), _number(r.get("n_tokens"))) for r in rows or []]
-            if pairs and all(math.isfinite(n) and math.isfinite(t) and t > 0 for n, t in pairs):
-                return np.asarray(pairs, dtype=np.float64)
-            ppl = _number(record.get("gen_ppl"))
-            return np.asarray([[math.log(ppl) if ppl > 0 else math.nan, 1.0]])
+        if stat == "gen_ppl":  # the sweeps' reader: (nll_sum, n_tokens) rows, else (log gen_ppl, 1)
+            return ppl_rows(record, self.run_dir)
         if stat == "entropy":
             values = [_number(r.get("entropy")) for r in rows or []]
             if values and all(math.isfinite(v) for v in values):
