@@ -20,7 +20,7 @@ import dataclasses
 import torch
 
 from fmlm.experiment.config import ExperimentConfig
-from fmlm.experiment.run_folder import ODE_SWEEP
+from fmlm.experiment.run_folder import EXACT_MODEL, ODE_SWEEP
 from fmlm.experiment.sweep_choice import SWEEPS, Sweep, preset_knob
 from fmlm.nn import Denoiser
 from fmlm.samplers import SamplerConfig, sampler_for
@@ -117,6 +117,12 @@ def evaluation_plan(cfg: ExperimentConfig, chosen: Chosen | None = None) -> list
                      ("teacher-nosc", dataclasses.replace(ode, steps=n), ODE_SWEEP)]
         if e.ode_steps:
             plan.append(("teacher", dataclasses.replace(ode, steps=max(e.ode_steps), sc_mode=base.sc_mode), ODE_SWEEP))
+        if cfg.language is not None:
+            # The exact testbed: the language's exact denoiser through the same samplers, the floor the
+            # samplers themselves set (fmlm.synthetic.law_denoiser).
+            plan += [(EXACT_MODEL, dataclasses.replace(base, steps=n, sc_mode="none"), None)
+                     for n in (e.teacher_steps, *e.teacher_few_steps)]
+            plan += [(EXACT_MODEL, dataclasses.replace(ode, steps=n), ODE_SWEEP) for n in e.ode_steps]
     return plan
 
 

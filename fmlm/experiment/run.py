@@ -33,6 +33,7 @@ from fmlm.experiment.sweep_choice import SWEEPS, choose, sweep_points
 from fmlm.files import read_jsonl, write_json_atomic
 from fmlm.nn import Denoiser
 from fmlm.synthetic.hmm_language import HMMLanguage
+from fmlm.synthetic.law_denoiser import LawDenoiser
 from fmlm.train import checkpoint as ckpt
 from fmlm.train.distributed import DistInfo, barrier, init_distributed, shutdown
 from fmlm.train.lock import FolderLock
@@ -136,13 +137,16 @@ def _measure_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, folder
 
     def model(name: str) -> Denoiser:
         if name not in models:
-            models[name] = (untrained_network(cfg, meta, device) if name == "untrained"
-                            else ckpt.load_denoiser(folders[name], "ema", device))
+            if name == rf.EXACT_MODEL:
+                models[name] = LawDenoiser(scoring.exact.law, int(meta["row_len"]))
+            else:
+                models[name] = (untrained_network(cfg, meta, device) if name == "untrained"
+                                else ckpt.load_denoiser(folders[name], "ema", device))
         return models[name]
 
     chosen = measure_sweeps(cfg, scoring, model, folders)
     for name, sampler, sweep in evaluation_plan(cfg, chosen):
-        if name == "untrained" or name in folders:
+        if name in ("untrained", rf.EXACT_MODEL) or name in folders:
             measure_model(scoring, name, model(name), sampler, e.samples_for(sweep), sweep)
     for name in (s for s in rf.STAGES if s in folders):  # each trained model's decoder on held-out latents
         measure_reconstruction(scoring, name, model(name), val, e.samples_for(rf.DECODE_SWEEP), lam=cfg.flow.lam)
@@ -185,7 +189,7 @@ def measure_sweeps(cfg: ExperimentConfig, scoring: Scoring, model, folders: dict
             chosen[sweep] = pick.value
             label = rf.MODEL_LABELS.get(sweep.model, sweep.model)
             kept = f"; the best, {pick.best:g}, is within the noise of the preset's value" if pick.kept else ""
-            by = dict(mauve="MAUVE", exact="excess NLL + bigram KL").get(pick.metric, "gen PPL")
+            by = dict(mauve="MAUVE", exact="abs(excess NLL) + bigram KL").get(pick.metric, "gen PPL")
             print(f"chosen on validation seeds {list(e.validation_seeds)}: {label} {sweep.knob} = {pick.value:g} "
                   f"(by {by}{kept})")
     return chosen

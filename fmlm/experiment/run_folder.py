@@ -55,9 +55,13 @@ MODEL_LABELS = {
     "flow-map": "FMLM*",
     "flow-map-nosc": "FMLM",
     "untrained": "untrained network",
+    "exact": "exact denoiser D*",
     "reference": "held-out real text",
 }
 """Model name -> the label the paper uses (one name per model)."""
+
+EXACT_MODEL = "exact"
+"""Model name of the exact testbed's exact denoiser sampled like a network (``fmlm.synthetic.law_denoiser``)."""
 
 ODE_SWEEP = "ode"
 """Sweep tag of the deterministic probability-flow ODE references (Euler, no churn) the flow maps distil."""

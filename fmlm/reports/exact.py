@@ -32,6 +32,8 @@ ROWS = (
     ("flow-map", "ctm", 1, None, None), ("flow-map", "ctm", 2, None, None), ("flow-map", "ctm", 4, None, None),
     ("flow-map-nosc", "ctm", 1, None, None), ("flow-map-nosc", "ctm", 2, None, None),
     ("flow-map-nosc", "ctm", 4, None, None), ("untrained", "sde", 32, "warm", None),
+    ("exact", "sde", 32, "none", None), ("exact", "sde", 4, "none", None), ("exact", "sde", 1, "none", None),
+    ("exact", "euler", 32, "none", "ode"),
 )
 """The settings of the sample table: (model, sampler, steps, sc_mode, sweep)."""
 
@@ -177,11 +179,16 @@ def _questions(folders: dict[int, Path], pick: dict, probes: dict[int, dict]) ->
         return [[_value(pick[key][k], metric)] for k in seeds]
 
     teacher32 = ("teacher", "sde", 32, "warm", None)
+    exact32 = ("exact", "sde", 32, "none", None)
     rows = [
         _claim("teacher 32 steps: excess NLL < 0.05 nats/token", excess(teacher32),
                [[0.0] for _ in seeds], threshold=0.05),
         _claim("teacher 32 steps: bigram KL < 2 x true-sample floor", scalar(teacher32, "bigram_kl"),
                scalar(teacher32, "floor_bigram_kl"), contrast=lambda a, b: a - 2 * b),
+        # the network's share of the excess: the exact denoiser through the teacher's sampler (same grid, churn
+        # and noise streams; D* has no slot, so no warm start)
+        _claim("the network's share: teacher 32 steps within 0.05 nats of D* through the same sampler",
+               excess(teacher32), excess(exact32), threshold=0.05),
     ]
     if probes and len(probes) == len(seeds):
         for i, d in enumerate(probes[seeds[0]]["by_t"]):

@@ -77,9 +77,9 @@ def _preset(experiment: dict | None, sweep: str) -> float | None:
 
 
 def _choice_sentence(pick: Choice, sweep: str, preset: float | None) -> str:
-    rule = {"mauve": "by the highest MAUVE", "exact": "by the lowest excess NLL + bigram KL under the exact law"}.get(
+    rule = {"mauve": "by the highest MAUVE", "exact": "by the lowest abs(excess NLL) + bigram KL under the exact law"}.get(
         pick.metric, "by the lowest gen PPL; MAUVE is not measured at every point")
-    name = {"mauve": "MAUVE", "exact": "excess NLL + bigram KL"}.get(pick.metric, "log gen PPL")
+    name = {"mauve": "MAUVE", "exact": "abs(excess NLL) + bigram KL"}.get(pick.metric, "log gen PPL")
     diff = "" if pick.interval is None else (f" ({name}, best - preset: {pick.interval.text()})")
     if pick.kept:
         return (f"**Chosen {sweep} = {pick.value:g}, the preset's value, kept**: the best point {rule}, {sweep} = "
@@ -173,7 +173,7 @@ def sweep_section(results: pd.DataFrame, summary: pd.DataFrame, model: str, swee
 def sweep_table(results: pd.DataFrame, summary: pd.DataFrame, run_dir: Any = None,
                 experiment: dict | None = None) -> str:
     """Every hyperparameter sweep of the run (``sweep_section``), with the choice rule stated once."""
-    rule = ("Choice rule (fixed in advance): on the exact testbed the lowest excess NLL + bigram KL; else the "
+    rule = ("Choice rule (fixed in advance): on the exact testbed the lowest abs(excess NLL) + bigram KL; else the "
             "highest MAUVE when every point of a sweep has one, else the "
             "lowest gen PPL; a tie goes to the smaller value; the preset's value is kept unless that best point is "
             "resolved better than it (95% interval of the difference: MAUVE, t over the validation seeds, none on "

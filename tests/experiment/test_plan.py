@@ -189,3 +189,22 @@ def test_no_sc_teacher_is_sampled_at_the_teacher_few_steps():
     cfg = ExperimentConfig(evaluation=EvalConfig(teacher_few_steps=(1, 4)))
     nosc = {(c.steps, c.sc_mode) for m, c, sweep in evaluation_plan(cfg) if m == "teacher-nosc" and sweep is None}
     assert {(1, "none"), (4, "none"), (32, "none")} <= nosc
+
+
+def test_a_sharpened_sweep_point_does_not_win_by_a_negative_excess_nll():
+    sweep = Sweep("teacher", "churn")
+    records = [{"model": "teacher", "sweep": "churn", "seed": 7, "churn": 1.5, "gen_ppl": 20.0,
+                "excess_nll": -0.5, "bigram_kl": 1.0}]
+    assert sweep_points(records, sweep, [7])[0].exact == 1.5
+
+
+def test_the_exact_denoiser_is_sampled_only_on_the_exact_testbed():
+    from fmlm.experiment.presets import PRESETS
+    from fmlm.experiment.run_folder import EXACT_MODEL
+
+    exact = PRESETS["exact"]()
+    rows = {(c.kind, c.steps, c.sc_mode, sweep) for m, c, sweep in evaluation_plan(exact) if m == EXACT_MODEL}
+    e = exact.evaluation
+    assert {("sde", n, "none", None) for n in (e.teacher_steps, *e.teacher_few_steps)} <= rows
+    assert {("euler", n, "none", "ode") for n in e.ode_steps} <= rows
+    assert not [m for m, _, _ in evaluation_plan(PRESETS["embedded"]()) if m == EXACT_MODEL]
