@@ -23,12 +23,10 @@ from pathlib import Path
 
 from fmlm.config import apply_overrides
 from fmlm.data import load_meta
-from fmlm.evaluation.exact import ExactScorer
 from fmlm.experiment.presets import exact
-from fmlm.experiment.run import prepare_data
+from fmlm.experiment.run import exact_scorer, prepare_data
 from fmlm.experiment.stages import run_stage
 from fmlm.samplers import batch_sampler, generate, sampler_for
-from fmlm.synthetic.hmm_language import HMMLanguage
 from fmlm.train import checkpoint as ckpt
 from fmlm.train.distributed import init_distributed
 
@@ -65,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"overrides": list(args.overrides), "train_s": round(time.perf_counter() - start, 1)}
     meta = load_meta(data)
     length = int(meta["row_len"])
-    scorer = ExactScorer(HMMLanguage(cfg.language, cfg.flow.lam), length, float(meta["entropy_per_token"]),
-                         float(meta["entropy_per_token_se"]))
+    scorer = exact_scorer(cfg, meta)
     result["entropy_per_token"] = scorer.entropy
     model = ckpt.load_denoiser(folder, "ema", "cpu")
     for kind, steps, churn in args.runs:

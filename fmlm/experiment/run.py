@@ -102,15 +102,18 @@ def train_all(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, info: Dis
     return folders
 
 
+def exact_scorer(cfg: ExperimentConfig, meta: dict) -> ExactScorer:
+    """The exact testbed's scorer: ``cfg.language``'s law, the rows and the entropy of a prepared folder's meta."""
+    return ExactScorer(HMMLanguage(cfg.language, cfg.flow.lam), int(meta["row_len"]),
+                       float(meta["entropy_per_token"]), float(meta["entropy_per_token_se"]))
+
+
 def open_scoring(cfg: ExperimentConfig, run_dir: Path, data_folder: Path, device,
                  progress: bool = True) -> tuple[Scoring, LatentRows]:
     """The run's evaluator and held-out rows as a ``Scoring`` with its MAUVE references, and those rows."""
     e = cfg.evaluation
     meta = load_meta(data_folder)
-    exact = None
-    if cfg.language is not None:  # scored under the language's law, no evaluator model
-        exact = ExactScorer(HMMLanguage(cfg.language, cfg.flow.lam), int(meta["row_len"]),
-                            float(meta["entropy_per_token"]), float(meta["entropy_per_token_se"]))
+    exact = exact_scorer(cfg, meta) if cfg.language is not None else None  # the language's law, no evaluator
     evaluator = None if exact else load_evaluator(e.evaluator, cache_dir=Path(cfg.cache_dir), device=device,
                                                   key="evaluation.evaluator")
     scoring = Scoring(run_dir, evaluator, tokenizer_for(data_folder), int(meta["row_len"]),
